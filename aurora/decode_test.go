@@ -1,0 +1,251 @@
+package aurora
+
+import (
+	"encoding/json"
+	"reflect"
+	"testing"
+)
+
+func TestParseService(t *testing.T) {
+	d, err := ParseDocument(readFile(t, "testdata/service.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.List || len(d.Jobs) != 1 {
+		t.Fatalf("want one job, not a list: %+v", d)
+	}
+	j := d.Jobs[0]
+	if got := *j.Task.Processes[1].Logger.Rotate.LogSize; got != 10485760 {
+		t.Errorf("log_size = %d", got)
+	}
+	if got := *j.HealthCheckConfig.HealthChecker.HTTP.ExpectedResponseCode; got != 200 {
+		t.Errorf("expected_response_code = %d", got)
+	}
+	if got := *j.HealthCheckConfig.IntervalSecs; got != 10.5 {
+		t.Errorf("interval_secs = %v", got)
+	}
+	if got := *j.Task.Resources.CPU; got != 0.5 {
+		t.Errorf("cpu = %v", got)
+	}
+	if got := j.Constraints["rack"]; got != "!r1,r2" {
+		t.Errorf("constraints[rack] = %q", got)
+	}
+	if got := *j.UpdateConfig.UpdateStrategy.BatchSize; got != 2 {
+		t.Errorf("update_strategy.batch_size = %d", got)
+	}
+	if err := d.Validate(); err != nil {
+		t.Errorf("Validate: %v", err)
+	}
+	if err := d.ValidateScheduler(); err != nil {
+		t.Errorf("ValidateScheduler: %v", err)
+	}
+}
+
+func TestParseJobsList(t *testing.T) {
+	d, err := ParseDocument(readFile(t, "testdata/jobs.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !d.List || len(d.Jobs) != 2 {
+		t.Fatalf("want a list of 2 jobs: %+v", d)
+	}
+	if got := d.Jobs[1].Container.Docker.Parameters[0]; *got.Name != "env" || *got.Value != "A=1" {
+		t.Errorf("docker parameter = %+v", got)
+	}
+	if err := d.Validate(); err != nil {
+		t.Errorf("Validate: %v", err)
+	}
+	// A list's problems are rooted at jobs[i].
+	d.Jobs[1].Role = nil
+	wantProblems(t, problemsOf(t, d.Validate(), ErrClient),
+		p("jobs[1].role", `Role required for job "batch"`))
+}
+
+// Every rejection of the strict loader, with its path.
+func TestParseRejects(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		doc  string
+		want []Problem
+	}{
+		{"invalid JSON", `{"role": }`, []Problem{p("", "invalid JSON: invalid character '}' looking for beginning of value")}},
+		{"extra data", `{} {}`, []Problem{p("", "invalid JSON: extra data after the document")}},
+		{"top-level null", `null`, []Problem{p("", `expected an object (a job, or {"jobs": [...]}), got null`)}},
+		{"top-level list", `[]`, []Problem{p("", `expected an object (a job, or {"jobs": [...]}), got a list`)}},
+		{"jobs null", `{"jobs": null}`, []Problem{p("jobs", nullMessage)}},
+		{"jobs not a list", `{"jobs": {}}`, []Problem{p("jobs", "expected a list of jobs, got an object")}},
+		{"jobs empty", `{"jobs": []}`, []Problem{p("jobs", "No job defined in this config!")}},
+		{"key beside jobs", `{"jobs": [{}], "extra": 1}`, []Problem{p("", "Unknown schema attribute extra")}},
+		{"job null in list", `{"jobs": [null]}`, []Problem{p("jobs[0]", nullMessage)}},
+		{"unknown key at job level", `{"role": "r", "rol": "r"}`, []Problem{p("", "Unknown schema attribute rol")}},
+		{"restart_threshold in update_config", `{"update_config": {"restart_threshold": 60, "watch_secs": 45}}`,
+			[]Problem{p("update_config", "Unknown schema attribute restart_threshold")}},
+		{"port_map in announce", `{"announce": {"port_map": {"aurora": "http"}}}`,
+			[]Problem{p("announce", "Unknown schema attribute port_map")}},
+		{"endpoint at health_check_config's top level", `{"health_check_config": {"endpoint": "/health", "interval_secs": 5}}`,
+			[]Problem{p("health_check_config", "Unknown schema attribute endpoint")}},
+		{"type at health_check_config's top level", `{"health_check_config": {"type": "shell"}}`,
+			[]Problem{p("health_check_config", "Unknown schema attribute type")}},
+		{"unknown key in a process of a list", `{"jobs": [{}, {"task": {"processes": [{"name": "a"}, {"name": "b", "comand": "x"}]}}]}`,
+			[]Problem{p("jobs[1].task.processes[1]", "Unknown schema attribute comand")}},
+		{"mesos container", `{"container": {"mesos": {"image": {"name": "x", "tag": "y"}}}}`,
+			[]Problem{p("container", "Unknown schema attribute mesos")}},
+		{"docker directly as container", `{"container": {"image": "debian"}}`,
+			[]Problem{p("container", "Unknown schema attribute image")}},
+		{"batch update strategy", `{"update_config": {"update_strategy": {"batch_size": 2, "autopause_after_batch": true}}}`,
+			[]Problem{p("update_config.update_strategy", "Unknown schema attribute autopause_after_batch")}},
+		{"several unknown keys everywhere", `{"a": 1, "task": {"b": 2, "resources": {"mem": 3}}}`, []Problem{
+			p("", "Unknown schema attribute a"),
+			p("task", "Unknown schema attribute b"),
+			p("task.resources", "Unknown schema attribute mem"),
+		}},
+		{"null at job level", `{"contact": null}`, []Problem{p("contact", nullMessage)}},
+		{"null struct", `{"announce": null}`, []Problem{p("announce", nullMessage)}},
+		{"null in task", `{"task": {"resources": null}}`, []Problem{p("task.resources", nullMessage)}},
+		{"null process", `{"task": {"processes": [null]}}`, []Problem{p("task.processes[0]", nullMessage)}},
+		{"null deep in a process", `{"task": {"processes": [{"name": "a", "logger": {"rotate": {"backups": null}}}]}}`,
+			[]Problem{p("task.processes[0].logger.rotate.backups", nullMessage)}},
+		{"null in an order list", `{"task": {"constraints": [{"order": ["a", null]}]}}`,
+			[]Problem{p("task.constraints[0].order[1]", nullMessage)}},
+		{"null map value", `{"constraints": {"host": null}}`, []Problem{p("constraints[host]", nullMessage)}},
+		{"null map value, quoted key", `{"announce": {"portmap": {"a b": null}}}`, []Problem{p(`announce.portmap["a b"]`, nullMessage)}},
+		{"null in a list doc", `{"jobs": [{"update_config": {"watch_secs": null}}]}`,
+			[]Problem{p("jobs[0].update_config.watch_secs", nullMessage)}},
+		{"string for integer", `{"instances": "3"}`, []Problem{p("instances", `expected an integer, got string "3"`)}},
+		{"fraction for integer", `{"instances": 2.5}`, []Problem{p("instances", "expected an integer, got 2.5 (not a whole number)")}},
+		{"huge integer", `{"priority": 1e30}`, []Problem{p("priority", "expected an integer, got 1e30 (out of range)")}},
+		{"number for string", `{"role": 5}`, []Problem{p("role", "expected a string, got number 5")}},
+		{"number for map value", `{"announce": {"portmap": {"http": 80}}}`,
+			[]Problem{p("announce.portmap[http]", "expected a string, got number 80")}},
+		{"string for boolean", `{"service": "true"}`, []Problem{p("service", `expected a boolean (true or false), got string "true"`)}},
+		{"string for float", `{"task": {"resources": {"cpu": "1"}}}`, []Problem{p("task.resources.cpu", `expected a number, got string "1"`)}},
+		{"object for list", `{"task": {"processes": {}}}`, []Problem{p("task.processes", "expected a list, got an object")}},
+		{"list for struct", `{"task": []}`, []Problem{p("task", "expected an object (Task), got a list")}},
+		{"string for map", `{"constraints": "host"}`, []Problem{p("constraints", `expected an object mapping strings to strings, got string "host"`)}},
+		{"number for order entry", `{"task": {"constraints": [{"order": [1]}]}}`,
+			[]Problem{p("task.constraints[0].order[0]", "expected a string, got number 1")}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse([]byte(tc.doc))
+			if err == nil {
+				t.Fatal("Parse accepted it")
+			}
+			wantProblems(t, problemsOf(t, err, ErrSchema), tc.want...)
+		})
+	}
+}
+
+func TestParseAccepts(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		doc   string
+		check func(t *testing.T, j Job)
+	}{
+		{"integer written as a float", `{"instances": 2.0, "priority": 1e2}`, func(t *testing.T, j Job) {
+			if *j.Instances != 2 || *j.Priority != 100 {
+				t.Errorf("instances %d priority %d", *j.Instances, *j.Priority)
+			}
+		}},
+		{"integer for a float", `{"task": {"resources": {"cpu": 2}}}`, func(t *testing.T, j Job) {
+			if *j.Task.Resources.CPU != 2 {
+				t.Errorf("cpu %v", *j.Task.Resources.CPU)
+			}
+		}},
+		{"arbitrary map keys", `{"constraints": {"any key: at all": "v", "": "w"}, "task_links": {"x/y": "z"}}`, func(t *testing.T, j Job) {
+			if j.Constraints["any key: at all"] != "v" || j.Constraints[""] != "w" || j.TaskLinks["x/y"] != "z" {
+				t.Errorf("constraints %v task_links %v", j.Constraints, j.TaskLinks)
+			}
+		}},
+		{"empty is kept apart from absent", `{"metadata": [], "announce": {"portmap": {}}, "lifecycle": {}}`, func(t *testing.T, j Job) {
+			if j.Metadata == nil || len(j.Metadata) != 0 || j.Announce.Portmap == nil || j.Lifecycle == nil || j.Lifecycle.HTTP != nil {
+				t.Errorf("%+v", j)
+			}
+			if j.Contact != nil || j.Tier != nil || j.TaskLinks != nil {
+				t.Error("absent attributes were filled in")
+			}
+		}},
+		{"every optional struct", `{"executor_config": {"name": "AuroraExecutor", "data": ""}, "sla_policy": {"count": 2, "duration_secs": 1800},
+			"partition_policy": {"reschedule": false}, "enable_hooks": true, "production": false, "tier": "preemptible",
+			"health_check_config": {"health_checker": {"shell": {"shell_command": "true"}}},
+			"task": {"user": "alice", "max_concurrency": 2, "processes": [{"name": "hello", "cmdline": "echo hello",
+				"resources": {"cpu": 1, "ram": 1, "disk": 1}, "ephemeral": true, "logger": {"destination": "console", "mode": "standard"}}]}}`,
+			func(t *testing.T, j Job) {
+				if *j.SlaPolicy.Count != 2 || *j.HealthCheckConfig.HealthChecker.Shell.ShellCommand != "true" || !j.Task.Processes[0].IsEphemeral() {
+					t.Errorf("%+v", j)
+				}
+			}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.check(t, parseJob(t, patched(t, tc.doc)))
+		})
+	}
+}
+
+// A parsed job encodes to JSON without nulls and without what was absent,
+// and that JSON parses back to the same job.
+func TestRoundTrip(t *testing.T) {
+	for _, name := range []string{"testdata/service.json", "testdata/jobs.json", "testdata/minimal.json", "testdata/empties.json"} {
+		t.Run(name, func(t *testing.T) {
+			data := readFile(t, name)
+			d, err := ParseDocument(data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out, err := json.Marshal(d)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var before, after any
+			if err := json.Unmarshal(data, &before); err != nil {
+				t.Fatal(err)
+			}
+			if err := json.Unmarshal(out, &after); err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(before, after) {
+				t.Errorf("re-encoding changed the document:\n%s\n%s", data, out)
+			}
+			d2, err := ParseDocument(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(d, d2) {
+				t.Errorf("re-parsing changed the document")
+			}
+		})
+	}
+}
+
+// Every schema struct decodes every attribute it declares, and declares the
+// attributes Aurora's schema has (a guard against a typo in a tag).
+func TestSchemaAttributes(t *testing.T) {
+	want := map[reflect.Type][]string{
+		reflect.TypeFor[Job](): {"name", "role", "contact", "cluster", "environment", "instances", "task", "announce", "tier",
+			"cron_schedule", "cron_collision_policy", "update_config", "constraints", "metadata", "service", "max_task_failures",
+			"production", "priority", "health_check_config", "lifecycle", "task_links", "executor_config", "enable_hooks",
+			"partition_policy", "sla_policy", "container"},
+		reflect.TypeFor[Task](): {"name", "processes", "constraints", "resources", "max_failures", "max_concurrency",
+			"finalization_wait", "user"},
+		reflect.TypeFor[Process](): {"cmdline", "name", "resources", "max_failures", "daemon", "ephemeral", "min_duration",
+			"final", "logger"},
+		reflect.TypeFor[Resources]():    {"cpu", "ram", "disk", "gpu"},
+		reflect.TypeFor[Logger]():       {"destination", "mode", "rotate"},
+		reflect.TypeFor[RotatePolicy](): {"log_size", "backups"},
+		reflect.TypeFor[UpdateConfig](): {"batch_size", "watch_secs", "max_per_shard_failures", "max_total_failures",
+			"rollback_on_failure", "wait_for_batch_completion", "pulse_interval_secs", "sla_aware", "update_strategy"},
+		reflect.TypeFor[HealthCheckConfig](): {"health_checker", "initial_interval_secs", "interval_secs",
+			"max_consecutive_failures", "min_consecutive_successes", "timeout_secs"},
+		reflect.TypeFor[HTTPHealthChecker]():   {"endpoint", "expected_response", "expected_response_code"},
+		reflect.TypeFor[HTTPLifecycleConfig](): {"port", "graceful_shutdown_endpoint", "shutdown_endpoint", "graceful_shutdown_wait_secs", "shutdown_wait_secs"},
+		reflect.TypeFor[Announcer]():           {"primary_port", "portmap", "zk_path"},
+	}
+	for typ, attrs := range want {
+		var got []string
+		for _, f := range fieldsOf(typ) {
+			got = append(got, f.name)
+		}
+		if !reflect.DeepEqual(got, attrs) {
+			t.Errorf("%s attributes:\n got %v\nwant %v", typ.Name(), got, attrs)
+		}
+	}
+}

@@ -1,0 +1,97 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/spf13/pflag"
+
+	"github.com/nix-aurora/nix-aurora/compile"
+)
+
+type buildOptions struct {
+	attr    string
+	outLink string
+	print   bool
+	args    []string // NAME=EXPR
+	argstrs []string // NAME=VALUE
+}
+
+func init() {
+	var opts buildOptions
+	register(&command{
+		name:  "build",
+		usage: "[FILE|DIR]",
+		summary: "Build a job expression with nix-build, validate the Aurora JSON it yields, and print\n" +
+			"the JSON's store path (FILE defaults to ./default.nix).",
+		flags: func(fs *pflag.FlagSet) {
+			fs.StringVarP(&opts.attr, "attr", "A", "", "build this attribute of the expression")
+			fs.StringVarP(&opts.outLink, "out-link", "o", "", "leave a symlink (a GC root) to the JSON at this path")
+			fs.BoolVar(&opts.print, "print", false, "print the JSON itself, indented, instead of its store path")
+			fs.StringArrayVar(&opts.args, "arg", nil, "NAME=EXPR: pass the Nix expression EXPR as argument NAME (nix-build --arg; repeatable)")
+			fs.StringArrayVar(&opts.argstrs, "argstr", nil, "NAME=VALUE: pass the string VALUE as argument NAME (nix-build --argstr; repeatable)")
+		},
+		run: func(ctx context.Context, e *env, args []string) error { return runBuild(ctx, e, opts, args) },
+	})
+}
+
+func runBuild(ctx context.Context, e *env, opts buildOptions, args []string) error {
+	file := "."
+	switch len(args) {
+	case 0:
+	case 1:
+		file = args[0]
+	default:
+		return usagef("build takes one FILE or DIR, got %d", len(args))
+	}
+	nixArgs, err := nixBuildArgs(opts)
+	if err != nil {
+		return err
+	}
+	outs, err := compile.Build(ctx, compile.Options{
+		File:     file,
+		Attr:     opts.attr,
+		OutLink:  opts.outLink,
+		Args:     nixArgs,
+		Progress: e.stderr,
+	})
+	if err != nil {
+		return err
+	}
+	for _, out := range outs {
+		if !opts.print {
+			fmt.Fprintln(e.stdout, out.StorePath)
+			continue
+		}
+		var buf bytes.Buffer
+		if err := json.Indent(&buf, bytes.TrimSpace(out.JSON), "", "  "); err != nil {
+			return fmt.Errorf("indent %s: %w", out.StorePath, err)
+		}
+		buf.WriteByte('\n')
+		if _, err := e.stdout.Write(buf.Bytes()); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// nixBuildArgs turns --arg/--argstr NAME=VALUE into nix-build's two-word form.
+func nixBuildArgs(opts buildOptions) ([]string, error) {
+	var out []string
+	for _, set := range []struct {
+		flag   string
+		values []string
+	}{{"--arg", opts.args}, {"--argstr", opts.argstrs}} {
+		for _, v := range set.values {
+			name, value, ok := strings.Cut(v, "=")
+			if !ok || name == "" {
+				return nil, usagef("%s %q: want NAME=VALUE", set.flag, v)
+			}
+			out = append(out, set.flag, name, value)
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,190 @@
+package main
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/nix-aurora/nix-aurora/aurora"
+	"github.com/nix-aurora/nix-aurora/internal/testnix"
+)
+
+// noCache keeps nix-build from asking the default public cache, which this
+// network cannot reach.
+var noCache = []string{"--arg", "pkgs=import ./examples/stubpkgs {}"}
+
+type example struct {
+	dir  string
+	args []string
+}
+
+var examples = []example{
+	{dir: "examples/hello_world"},
+	{dir: "examples/web_service"},
+	{dir: "examples/python_hello_world", args: noCache},
+	{dir: "examples/prometheus", args: noCache},
+}
+
+func TestBuildExamples(t *testing.T) {
+	testnix.Require(t)
+	root := repoRoot(t)
+	t.Chdir(root)
+	for _, ex := range examples {
+		t.Run(filepath.Base(ex.dir), func(t *testing.T) {
+			link := filepath.Join(t.TempDir(), "job.json")
+			args := append([]string{"build", ex.dir, "-o", link}, ex.args...)
+			code, out, errOut := runCLI(t, args...)
+			if code != exitOK {
+				t.Fatalf("exit %d\n%s", code, errOut)
+			}
+			path := strings.TrimSpace(out)
+			if !strings.HasPrefix(path, "/nix/store/") || !strings.HasSuffix(path, ".json") {
+				t.Fatalf("printed %q, want the JSON's store path", path)
+			}
+			if target, _ := os.Readlink(link); target != path {
+				t.Fatalf("-o link points to %q, want %q", target, path)
+			}
+			data, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			doc, err := aurora.ValidateDocument(data)
+			if err != nil {
+				t.Fatalf("built JSON does not validate: %v", err)
+			}
+			for _, job := range doc.Jobs {
+				checkInit(t, job)
+			}
+		})
+	}
+}
+
+// checkInit checks what the init processes promise: nix_init runs before
+// every regular process, nix_init_final (only when there are final
+// processes) before every final one, and the root each init realises for a
+// process has every store path of that process's cmdline in its closure.
+func checkInit(t *testing.T, job aurora.Job) {
+	t.Helper()
+	task := job.Task
+	before := map[string]map[string]bool{} // process -> processes ordered right before it
+	for _, c := range task.Constraints {
+		for i := 1; i < len(c.Order); i++ {
+			if before[c.Order[i]] == nil {
+				before[c.Order[i]] = map[string]bool{}
+			}
+			before[c.Order[i]][c.Order[i-1]] = true
+		}
+	}
+	roots := map[string]string{} // process name -> root path, from the init cmdlines
+	hasFinal := false
+	for _, p := range task.Processes {
+		name, cmdline := deref(p.Name), deref(p.Cmdline)
+		if name == "nix_init" || name == "nix_init_final" {
+			if (name == "nix_init_final") != p.IsFinal() {
+				t.Errorf("%s: final = %v", name, p.IsFinal())
+			}
+			for _, word := range strings.Fields(cmdline)[1:] {
+				word = strings.Trim(word, "'")
+				if name, path, ok := strings.Cut(word, "=/"); ok {
+					roots[name] = "/" + path
+				}
+			}
+			continue
+		}
+		init := "nix_init"
+		if p.IsFinal() {
+			init = "nix_init_final"
+			hasFinal = true
+		}
+		if !before[name][init] {
+			t.Errorf("process %s is not ordered after %s", name, init)
+		}
+	}
+	if _, ok := task.ProcessByName("nix_init_final"); ok != hasFinal {
+		t.Errorf("nix_init_final present = %v, final processes = %v", ok, hasFinal)
+	}
+	for _, p := range task.Processes {
+		name := deref(p.Name)
+		if name == "nix_init" || name == "nix_init_final" {
+			continue
+		}
+		root, ok := roots[name]
+		if !ok {
+			t.Errorf("no init process realises a root for %s", name)
+			continue
+		}
+		closure := closureOf(t, root)
+		for _, sp := range aurora.StorePaths(deref(p.Cmdline)) {
+			if !closure[sp] {
+				t.Errorf("%s: %s is in the cmdline but not in the closure of its root %s", name, sp, root)
+			}
+		}
+	}
+}
+
+func closureOf(t *testing.T, path string) map[string]bool {
+	t.Helper()
+	out, err := exec.Command("nix-store", "-qR", path).Output()
+	if err != nil {
+		t.Fatalf("nix-store -qR %s: %v", path, err)
+	}
+	set := map[string]bool{}
+	for _, p := range strings.Fields(string(out)) {
+		set[p] = true
+	}
+	return set
+}
+
+func TestBuildPrint(t *testing.T) {
+	testnix.Require(t)
+	t.Chdir(repoRoot(t))
+	code, out, errOut := runCLI(t, "build", "examples/hello_world", "--print")
+	if code != exitOK {
+		t.Fatalf("exit %d\n%s", code, errOut)
+	}
+	if !strings.HasPrefix(out, "{\n  \"") || !strings.Contains(out, `"name": "hello_world"`) {
+		t.Fatalf("--print did not print indented JSON:\n%s", out)
+	}
+	if _, err := aurora.ValidateDocument([]byte(out)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestBuildFailureNamesFileAndAttribute(t *testing.T) {
+	testnix.Require(t)
+	dir := t.TempDir()
+	file := filepath.Join(dir, "jobs.nix")
+	lib := filepath.Join(repoRoot(t), "nix")
+	os.WriteFile(file, []byte(`let aurora = import `+lib+`; in with aurora; {
+  bad = Job { cluster = "devcluster"; role = "www-data"; environment = "devel"; name = "bad";
+    task = Task { processes = [ (Process { name = "p"; cmdline = "true"; }) ];
+                  resources = Resources { cpu = 0; ram = 1 * MB; disk = 1 * MB; }; }; };
+  missing = builtins.derivation { name = "x"; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" "exit 1" ]; };
+}`), 0o644)
+	code, _, errOut := runCLI(t, "build", file, "-A", "bad")
+	if code != exitFailure {
+		t.Fatalf("exit %d", code)
+	}
+	for _, want := range []string{file, "attribute bad", "devcluster/www-data/devel/bad", "task.resources.cpu"} {
+		if !strings.Contains(errOut, want) {
+			t.Errorf("message lacks %q:\n%s", want, errOut)
+		}
+	}
+	code, _, errOut = runCLI(t, "build", file, "-A", "missing")
+	if code != exitFailure || !strings.Contains(errOut, "attribute missing") || !strings.Contains(errOut, "failed") {
+		t.Fatalf("failing derivation: exit %d\n%s", code, errOut)
+	}
+	code, _, errOut = runCLI(t, "build", file, "-A", "bad", "extra")
+	if code != exitUsage {
+		t.Fatalf("two files: exit %d %s", code, errOut)
+	}
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}

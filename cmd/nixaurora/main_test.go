@@ -1,0 +1,95 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+)
+
+// repoRoot is the checkout's top directory, where the examples live.
+func repoRoot(t *testing.T) string {
+	t.Helper()
+	_, file, _, ok := runtime.Caller(0)
+	if !ok {
+		t.Fatal("cannot find the source directory")
+	}
+	return filepath.Join(filepath.Dir(file), "..", "..")
+}
+
+// runCLI runs nixaurora in-process and returns its exit code and output.
+func runCLI(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	code := run(context.Background(), &env{stdout: &stdout, stderr: &stderr}, args)
+	return code, stdout.String(), stderr.String()
+}
+
+func TestUsage(t *testing.T) {
+	if code, _, _ := runCLI(t); code != exitUsage {
+		t.Fatalf("no arguments: exit %d", code)
+	}
+	code, out, _ := runCLI(t, "--help")
+	if code != exitOK || !strings.Contains(out, "build") || !strings.Contains(out, "validate") || !strings.Contains(out, "Exit codes") {
+		t.Fatalf("help: exit %d\n%s", code, out)
+	}
+	if code, _, errOut := runCLI(t, "frobnicate"); code != exitUsage || !strings.Contains(errOut, "unknown command") {
+		t.Fatalf("unknown command: exit %d %s", code, errOut)
+	}
+	if code, _, _ := runCLI(t, "validate"); code != exitUsage {
+		t.Fatalf("validate without files: exit %d", code)
+	}
+	if code, _, _ := runCLI(t, "build", "--arg", "novalue"); code != exitUsage {
+		t.Fatalf("build --arg without '=': exit %d", code)
+	}
+}
+
+func TestValidateHandWritten(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.json")
+	os.WriteFile(good, []byte(`{"name": "hello", "role": "www-data", "cluster": "devcluster", "environment": "devel",
+		"task": {"name": "hello", "processes": [{"name": "hello", "cmdline": "echo hello {{mesos.instance}}"}],
+		         "resources": {"cpu": 0.5, "ram": 16777216, "disk": 16777216}}}`), 0o644)
+	code, out, errOut := runCLI(t, "validate", good)
+	if code != exitOK || !strings.Contains(out, "good.json: ok") {
+		t.Fatalf("good: exit %d\n%s%s", code, out, errOut)
+	}
+
+	cases := map[string]struct{ doc, want string }{
+		"null": {`{"name": "x", "role": "r", "cluster": "c", "environment": "devel", "contact": null,
+			"task": {"processes": [{"name": "p", "cmdline": "true"}], "resources": {"cpu": 1, "ram": 1048576, "disk": 1048576}}}`, "contact"},
+		"unknown key": {`{"name": "x", "role": "r", "cluster": "c", "environment": "devel", "update_config": {"restart_threshold": 10},
+			"task": {"processes": [{"name": "p", "cmdline": "true"}], "resources": {"cpu": 1, "ram": 1048576, "disk": 1048576}}}`, "restart_threshold"},
+		"small ram": {`{"name": "x", "role": "r", "cluster": "c", "environment": "devel",
+			"task": {"processes": [{"name": "p", "cmdline": "true"}], "resources": {"cpu": 1, "ram": 1000, "disk": 1048576}}}`, "ram"},
+		"cycle": {`{"name": "x", "role": "r", "cluster": "c", "environment": "devel",
+			"task": {"processes": [{"name": "a", "cmdline": "true"}, {"name": "b", "cmdline": "true"}],
+			         "constraints": [{"order": ["a", "b"]}, {"order": ["b", "a"]}],
+			         "resources": {"cpu": 1, "ram": 1048576, "disk": 1048576}}}`, "Cycles detected"},
+		"unbound": {`{"name": "x", "role": "r", "cluster": "c", "environment": "devel",
+			"task": {"processes": [{"name": "p", "cmdline": "echo {{nope}}"}], "resources": {"cpu": 1, "ram": 1048576, "disk": 1048576}}}`, "nope"},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			f := filepath.Join(dir, strings.ReplaceAll(name, " ", "_")+".json")
+			os.WriteFile(f, []byte(c.doc), 0o644)
+			code, _, errOut := runCLI(t, "validate", good, f)
+			if code != exitFailure || !strings.Contains(errOut, c.want) || !strings.Contains(errOut, f) {
+				t.Fatalf("exit %d, want 1 and a message naming %q and the file:\n%s", code, c.want, errOut)
+			}
+		})
+	}
+	if code, _, errOut := runCLI(t, "validate", filepath.Join(dir, "missing.json")); code != exitFailure || !strings.Contains(errOut, "missing.json") {
+		t.Fatalf("missing file: exit %d %s", code, errOut)
+	}
+}
+
+// TestMain keeps nix-build off the default public cache: the test network
+// cannot reach it, and Nix would spend seconds retrying for every build.
+func TestMain(m *testing.M) {
+	os.Setenv("NIX_CONFIG", "substituters =\n"+os.Getenv("NIX_CONFIG"))
+	os.Exit(m.Run())
+}

@@ -1,0 +1,33 @@
+# The first example of the 2015 nix-aurora proof of concept: Aurora's
+# tutorial program in Python, with the interpreter from nixpkgs. The
+# process's cmdline names the interpreter and the script by store path, so
+# nix-init brings both (and the interpreter's closure) to the node.
+#
+#   nix-build examples/python_hello_world
+#
+# Without nixpkgs (as CI does), with the project's stand-in packages:
+#
+#   nix-build examples/python_hello_world --arg pkgs 'import ./examples/stubpkgs {}'
+{ pkgs ? import <nixpkgs> { }, aurora ? import ../../nix }:
+
+with aurora;
+
+let
+  helloWorldPy = pkgs.writeText "hello_world.py" (builtins.readFile ./hello_world.py);
+in
+Service {
+  cluster = "devcluster";
+  role = "www-data";
+  environment = "devel";
+  name = "python_hello_world";
+
+  task = Task {
+    processes = [
+      (Process {
+        name = "hello_world";
+        cmdline = "${pkgs.python3}/bin/python3 -u ${helloWorldPy}";
+      })
+    ];
+    resources = Resources { cpu = 1; ram = 64 * MB; disk = 8 * MB; };
+  };
+}

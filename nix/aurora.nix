@@ -1,0 +1,963 @@
+# nix-aurora: Apache Aurora jobs as Nix expressions.
+#
+# Only builtins are used, so the library works with or without nixpkgs.
+#
+# The constructors (Process, Task, Resources, ...) are named after Aurora's
+# Python DSL and fill in Aurora's defaults. They never throw: an unknown
+# attribute or a wrong argument is recorded in the value (keys starting with
+# `_`, which never reach the JSON), because only Job knows the job's name and
+# each field's path, which is what makes an error message useful. Wherever a
+# constructor is expected a plain attribute set is accepted too, and gets the
+# same defaults and checks.
+#
+# Job validates the whole tree, adds the nix_init processes that realise each
+# process's closure on the node, and returns a derivation whose output is the
+# job's JSON for `aurora job create --read-json`, byte for byte the string in
+# its `json` attribute (no trailing newline). Every error is thrown as
+#   aurora: job CLUSTER/ROLE/ENV/NAME: FIELD.PATH: what is wrong
+# one line per problem.
+let
+  inherit (builtins)
+    any attrNames concatLists concatMap concatStringsSep currentSystem
+    derivation elem elemAt filter floor foldl' fromJSON genList hasAttr head
+    intersectAttrs isAttrs isBool isFloat isFunction isInt isList isPath
+    isString length listToAttrs mapAttrs match removeAttrs replaceStrings
+    split stringLength substring toJSON typeOf;
+
+  # ---- Small helpers (nixpkgs' lib is not available) ----
+
+  optional = cond: x: if cond then [ x ] else [ ];
+  imap0 = f: xs: genList (i: f i (elemAt xs i)) (length xs);
+  hasPrefix = prefix: s: substring 0 (stringLength prefix) s == prefix;
+  unique = foldl' (acc: x: if elem x acc then acc else acc ++ [ x ]) [ ];
+  filterAttrs = pred: set:
+    listToAttrs (concatMap
+      (name: optional (pred name set.${name}) { inherit name; value = set.${name}; })
+      (attrNames set));
+  isDerivation = v: isAttrs v && (v.type or null) == "derivation";
+  isNumber = v: isInt v || isFloat v;
+  max = a: b: if a > b then a else b;
+  quoteList = names: concatStringsSep ", " (map (n: "'${toString n}'") names);
+  plural = n: word: if n == 1 then word else "${word}es";
+
+  upperChars = [ "A" "B" "C" "D" "E" "F" "G" "H" "I" "J" "K" "L" "M" "N" "O" "P" "Q" "R" "S" "T" "U" "V" "W" "X" "Y" "Z" ];
+  lowerChars = [ "a" "b" "c" "d" "e" "f" "g" "h" "i" "j" "k" "l" "m" "n" "o" "p" "q" "r" "s" "t" "u" "v" "w" "x" "y" "z" ];
+  # Spelling-insensitive form of an attribute name, to suggest the right one
+  # for `cmdLine`, `maxFailures`, `max-failures`...
+  canonical = s: replaceStrings ([ "_" "-" ] ++ upperChars) ([ "" "" ] ++ lowerChars) s;
+
+  # Human description of a value, for "expected X, got Y".
+  describe = v:
+    if isString v then
+      "the string ${toJSON (if stringLength v > 60 then substring 0 57 v + "..." else v)}"
+    else if isInt v then "the integer ${toJSON v}"
+    else if isFloat v then "the float ${toJSON v}"
+    else if isBool v then (if v then "true" else "false")
+    else if v == null then "null"
+    else if isList v then "a list"
+    else if isPath v then "the path ${toString v}"
+    else if isFunction v then "a function (did you forget an argument?)"
+    else if isDerivation v then "a derivation"
+    else if isAttrs v && isString (v._type or null) && hasPrefix "aurora." v._type then
+      "a ${substring 7 (stringLength v._type) v._type}"
+    else if isAttrs v then "an attribute set"
+    else typeOf v;
+
+  # Store path names allow only these characters and at most 211 of them,
+  # and the derivation's own name has ".drv" appended, hence 207.
+  storeName = s:
+    substring 0 207 (concatStringsSep "_" (filter isString (split "[^A-Za-z0-9+._?=-]" s)));
+
+  # Quoting for the `/bin/bash -c` that Thermos runs every cmdline with.
+  shellQuote = s: "'${replaceStrings [ "'" ] [ "'\\''" ] s}'";
+
+  # Units, as in Aurora (powers of 1024, integers).
+  B = 1;
+  KB = 1024 * B;
+  MB = 1024 * KB;
+  GB = 1024 * MB;
+  TB = 1024 * GB;
+
+  # ---- Normalisation: check a value against the schema, fill defaults ----
+  #
+  # A type is a function `path: value: { value; errors; }`; errors are
+  # `{ path; msg; }` and become one line each of the thrown message.
+
+  ok = value: { inherit value; errors = [ ]; };
+  fail = path: msg: { value = null; errors = [ { inherit path msg; } ]; };
+  at = path: key: if path == "" then key else "${path}.${key}";
+  atIndex = path: i: "${path}[${toString i}]";
+
+  types = rec {
+    string = path: v:
+      if isString v then ok v
+      else fail path ("expected a string, got ${describe v}"
+        + (if isPath v || isDerivation v then " (interpolate it: \"\${...}\")" else ""));
+
+    int = path: v:
+      if isInt v then ok v else fail path "expected an integer, got ${describe v}";
+
+    # Sizes are bytes and must reach the JSON as integers: Nix prints floats
+    # with 6 significant digits (1024 * 1024 * 1.0 becomes 1.04858e+06).
+    size = path: v:
+      if isInt v then ok v
+      else if isFloat v then ok (floor v)
+      else fail path "expected a size in bytes (e.g. 512 * MB), got ${describe v}";
+
+    # The value is what the JSON will say: integral floats become integers,
+    # others keep the 6 significant digits that Nix's toJSON prints, so the
+    # `config` attribute never disagrees with the JSON file.
+    float = path: v:
+      if isNumber v then ok (fromJSON (toJSON v))
+      else fail path "expected a number, got ${describe v}";
+
+    bool = path: v:
+      if isBool v then ok v else fail path "expected true or false, got ${describe v}";
+
+    enum = values: path: v:
+      if isString v && elem v values then ok v
+      else fail path "expected one of ${quoteList values}, got ${describe v}";
+
+    listOf = elemType: path: v:
+      if !isList v then fail path "expected a list, got ${describe v}"
+      else
+        let results = imap0 (i: x: elemType (atIndex path i) x) v;
+        in {
+          value = map (r: r.value) results;
+          errors = concatMap (r: r.errors) results;
+        };
+
+    # Aurora's Map(String, String).
+    stringMap = path: v:
+      if !isAttrs v || isDerivation v || v ? _type then
+        fail path "expected an attribute set of strings, got ${describe v}"
+      else
+        let results = mapAttrs (k: x: string (at path k) x) v;
+        in {
+          value = mapAttrs (k: r: r.value) results;
+          errors = concatMap (k: results.${k}.errors) (attrNames results);
+        };
+
+    struct = name: path: v: normalize name path v;
+
+    # Job.container: `Container { docker = Docker {...}; }`, or a Docker
+    # given directly, which is wrapped: in JSON only the docker form loads.
+    container = path: v:
+      if isAttrs v && ((v._type or null) == "aurora.Docker"
+        || (!(v ? _type) && !(v ? docker) && v ? image))
+      then
+        let r = normalize "Docker" path v;
+        in { value = { docker = r.value; }; inherit (r) errors; }
+      else normalize "Container" path v;
+
+    # Job.sla_policy: one of three structs, told apart by tag or by key.
+    slaPolicy = path: v:
+      let
+        kinds = [ "CountSlaPolicy" "PercentageSlaPolicy" "CoordinatorSlaPolicy" ];
+        keyOf = { CountSlaPolicy = "count"; PercentageSlaPolicy = "percentage"; CoordinatorSlaPolicy = "coordinator_url"; };
+        matching =
+          if !isAttrs v || isDerivation v then [ ]
+          else if v ? _type then filter (k: v._type == "aurora.${k}") kinds
+          else filter (k: v ? ${keyOf.${k}}) kinds;
+      in
+      if matching == [ ] then
+        fail path "expected CountSlaPolicy, PercentageSlaPolicy or CoordinatorSlaPolicy, got ${describe v}"
+      else normalize (head matching) path v;
+  };
+
+  # Field specifications.
+  req = type: { inherit type; required = true; };
+  opt = type: { inherit type; required = false; };
+  def = type: default: { inherit type default; required = false; };
+
+  # Aurora's schema (config/schema/base.py and thermos/config/schema_base.py,
+  # as of Aurora 0.22). `removed` explains attributes older Aurora accepted.
+  schemas = with types; {
+    Job = {
+      fields = {
+        name = opt string; # defaults to the task's name, filled in by Job
+        role = req string;
+        contact = opt string;
+        cluster = req string;
+        environment = req string;
+        instances = def int 1;
+        task = req (struct "Task");
+        announce = opt (struct "Announcer");
+        tier = opt string;
+        cron_schedule = opt string; # rejected by Job: cron jobs are not created
+        cron_collision_policy = def (enum [ "KILL_EXISTING" "CANCEL_NEW" "RUN_OVERLAP" ]) "KILL_EXISTING";
+        update_config = def (struct "UpdateConfig") (construct "UpdateConfig" { });
+        constraints = opt stringMap;
+        metadata = def (listOf (struct "Metadata")) [ ];
+        service = def bool false;
+        max_task_failures = def int 1;
+        production = def bool false;
+        priority = def int 0;
+        health_check_config = def (struct "HealthCheckConfig") (construct "HealthCheckConfig" { });
+        lifecycle = def (struct "LifecycleConfig")
+          (construct "LifecycleConfig" { http = construct "HttpLifecycleConfig" { }; });
+        task_links = opt stringMap;
+        executor_config = def (struct "ExecutorConfig") (construct "ExecutorConfig" { });
+        enable_hooks = def bool false;
+        partition_policy = opt (struct "PartitionPolicy");
+        sla_policy = opt slaPolicy;
+        container = opt container;
+      };
+    };
+
+    Task = {
+      fields = {
+        name = opt string; # defaults to the first process's name, filled in by Job
+        processes = req (listOf (struct "Process"));
+        constraints = def (listOf (struct "Constraint")) [ ];
+        resources = req (struct "Resources");
+        max_failures = def int 1;
+        max_concurrency = def int 0;
+        finalization_wait = def int 30;
+        user = opt string;
+      };
+    };
+
+    Process = {
+      fields = {
+        cmdline = req string;
+        name = req string;
+        max_failures = def int 1;
+        daemon = def bool false;
+        ephemeral = def bool false;
+        min_duration = def int 5;
+        final = def bool false;
+        logger = opt (struct "Logger");
+      };
+    };
+
+    Resources = {
+      fields = {
+        cpu = req float;
+        ram = req size;
+        disk = req size;
+        gpu = def int 0;
+      };
+    };
+
+    Constraint.fields.order = req (listOf string);
+
+    Logger = {
+      fields = {
+        destination = def (enum [ "file" "console" "both" "none" ]) "file";
+        mode = def (enum [ "standard" "rotate" ]) "standard";
+        rotate = opt (struct "RotatePolicy");
+      };
+      # Rotation needs its sizes; emit them rather than rely on the executor.
+      finish = v:
+        if v.mode == "rotate" && !(v ? rotate)
+        then v // { rotate = (normalize "RotatePolicy" "" { }).value; }
+        else v;
+    };
+
+    RotatePolicy.fields = {
+      log_size = def size (100 * MB);
+      backups = def int 5;
+    };
+
+    UpdateConfig = {
+      fields = {
+        batch_size = def int 1;
+        watch_secs = def int 45;
+        max_per_shard_failures = def int 0;
+        max_total_failures = def int 0;
+        rollback_on_failure = def bool true;
+        wait_for_batch_completion = def bool false;
+        pulse_interval_secs = opt int;
+        sla_aware = def bool false;
+        update_strategy = opt (struct "QueueUpdateStrategy");
+      };
+      removed.restart_threshold = "Aurora no longer accepts it: remove it";
+    };
+
+    # The only update_strategy form that loads from JSON.
+    QueueUpdateStrategy.fields.batch_size = def int 1;
+
+    HealthCheckConfig = {
+      fields = {
+        health_checker = def (struct "HealthCheckerConfig")
+          (construct "HealthCheckerConfig" { http = construct "HttpHealthChecker" { }; });
+        initial_interval_secs = def float 15.0;
+        interval_secs = def float 10.0;
+        timeout_secs = def float 1.0;
+        max_consecutive_failures = def int 0;
+        min_consecutive_successes = def int 1;
+      };
+      removed =
+        let
+          http = "Aurora no longer accepts it here: write health_checker = HealthCheckerConfig { http = HttpHealthChecker { ... }; }";
+          shell = "Aurora no longer accepts it here: write health_checker = HealthCheckerConfig { shell = ShellHealthChecker { shell_command = ...; }; }";
+        in {
+          endpoint = http;
+          expected_response = http;
+          expected_response_code = http;
+          shell_command = shell;
+          type = "Aurora no longer accepts it: the kind of check is the attribute set in health_checker (http or shell)";
+        };
+    };
+
+    HealthCheckerConfig = {
+      fields = {
+        http = opt (struct "HttpHealthChecker");
+        shell = opt (struct "ShellHealthChecker");
+      };
+      check = path: v:
+        let n = length (filter (k: v ? ${k}) [ "http" "shell" ]);
+        in optional (n != 1) {
+          inherit path;
+          msg =
+            if n == 0 then "a health checker needs 'http' (HttpHealthChecker) or 'shell' (ShellHealthChecker)"
+            else "a health checker is either 'http' or 'shell', not both";
+        };
+    };
+
+    HttpHealthChecker.fields = {
+      endpoint = def string "/health";
+      expected_response = def string "ok";
+      expected_response_code = def int 0;
+    };
+
+    ShellHealthChecker.fields.shell_command = req string;
+
+    LifecycleConfig.fields.http = opt (struct "HttpLifecycleConfig");
+
+    HttpLifecycleConfig.fields = {
+      port = def string "health";
+      graceful_shutdown_endpoint = def string "/quitquitquit";
+      shutdown_endpoint = def string "/abortabortabort";
+      graceful_shutdown_wait_secs = def int 5;
+      shutdown_wait_secs = def int 5;
+    };
+
+    Announcer = {
+      fields = {
+        primary_port = def string "http";
+        portmap = opt stringMap; # defaults to { aurora = primary_port; }
+        zk_path = opt string;
+      };
+      # Aurora's default is { aurora = "{{primary_port}}"; }: emit the value.
+      finish = v: v // { portmap = v.portmap or { aurora = v.primary_port; }; };
+      removed.port_map = "Aurora no longer accepts it: the attribute is now called 'portmap'";
+    };
+
+    ExecutorConfig.fields = {
+      name = def string "AuroraExecutor";
+      data = def string "";
+    };
+
+    PartitionPolicy.fields = {
+      reschedule = def bool true;
+      delay_secs = def int 0;
+    };
+
+    Metadata.fields = {
+      key = req string;
+      value = req string;
+    };
+
+    Container.fields.docker = req (struct "Docker");
+
+    Docker.fields = {
+      image = req string;
+      parameters = def (listOf (struct "Parameter")) [ ];
+    };
+
+    Parameter.fields = {
+      name = req string;
+      value = req string;
+    };
+
+    CountSlaPolicy.fields = {
+      count = req int;
+      duration_secs = req int;
+    };
+
+    PercentageSlaPolicy.fields = {
+      percentage = req float;
+      duration_secs = req int;
+    };
+
+    CoordinatorSlaPolicy.fields = {
+      coordinator_url = req string;
+      status_key = def string "drain";
+    };
+
+    # Job's `nixInit`: how the init processes run. Not an Aurora field.
+    NixInit = {
+      label = "nixInit";
+      fields = {
+        enable = def bool true;
+        command = def string "/nix/var/nix/profiles/default/bin/nix-init";
+        substituters = def (listOf string) [ ];
+        trustedPublicKeys = def (listOf string) [ ];
+        extraArgs = def (listOf string) [ ];
+        maxFailures = def int 1;
+      };
+      check = path: v:
+        optional (v.command == "") { path = at path "command"; msg = "must not be empty"; }
+        ++ optional (v.maxFailures < 0) { path = at path "maxFailures"; msg = "must not be negative (0 retries forever), got ${toJSON v.maxFailures}"; };
+    };
+  };
+
+  labelOf = name: schemas.${name}.label or name;
+
+  unknownMessage = name: key:
+    let
+      known = attrNames schemas.${name}.fields;
+      similar = filter (f: canonical f == canonical key) known;
+      hint =
+        schemas.${name}.removed.${key} or (
+          if similar != [ ] then "did you mean '${head similar}'?"
+          else "known attributes: ${concatStringsSep ", " known}");
+    in
+    "unknown attribute '${key}' of ${labelOf name} (${hint})";
+
+  # Check `v` against schema `name` at `path`; fill in defaults.
+  normalize = name: path: v:
+    let
+      schema = schemas.${name};
+      fields = schema.fields;
+      label = labelOf name;
+    in
+    if !isAttrs v || isDerivation v then
+      fail path "expected ${label} (an attribute set), got ${describe v}"
+    else if v ? _type && v._type != "aurora.${name}" then
+      fail path "expected ${label}, got ${describe v}"
+    else if v._invalid or false then
+      { value = null; errors = map (msg: { inherit path msg; }) v._errors; }
+    else
+      let
+        # null means "not set", as in most Nix code; it never reaches the JSON.
+        given = filterAttrs (k: x: !hasPrefix "_" k && x != null) v;
+        unknown = unique (attrNames (v._unknown or { })
+          ++ filter (k: !hasAttr k fields) (attrNames given));
+        results = mapAttrs
+          (k: spec:
+            let p = at path k; in
+            if hasAttr k given then spec.type p given.${k}
+            else if spec ? default then spec.type p spec.default
+            else if spec.required then fail p "missing required attribute '${k}' of ${label}"
+            else null)
+          fields;
+        present = filterAttrs (k: r: r != null) results;
+        value = (schema.finish or (x: x)) (mapAttrs (k: r: r.value) present);
+        errors =
+          map (msg: { inherit path msg; }) (v._errors or [ ])
+          ++ map (k: { path = at path k; msg = unknownMessage name k; }) unknown
+          ++ concatMap (k: present.${k}.errors) (attrNames present);
+      in
+      {
+        inherit value;
+        # Struct-level rules look at field values, so only once those are sound.
+        errors = if errors != [ ] then errors else (schema.check or (_: _: [ ])) path value;
+      };
+
+  # A constructor: tag the set, fill in the static defaults, and keep unknown
+  # attributes aside for Job to report. Applying it twice changes nothing.
+  construct = name: v:
+    let
+      tag = "aurora.${name}";
+      fields = schemas.${name}.fields;
+    in
+    if isAttrs v && (v._type or null) == tag then v
+    else if !isAttrs v || isDerivation v || v ? _type then {
+      _type = tag;
+      _invalid = true;
+      _errors = [ "${name} takes an attribute set, got ${describe v}" ];
+    }
+    else
+      let
+        given = filterAttrs (k: _: !hasPrefix "_" k) v;
+        defaults = mapAttrs (k: spec: spec.default) (filterAttrs (k: spec: spec ? default) fields);
+      in
+      defaults // intersectAttrs fields given // {
+        _type = tag;
+        _unknown = (v._unknown or { }) // removeAttrs given (attrNames fields);
+      } // (if v ? _errors then { inherit (v) _errors; } else { });
+
+  Process = construct "Process";
+  Task = construct "Task";
+  Resources = construct "Resources";
+  Constraint = construct "Constraint";
+
+  # ---- Helpers people know from Aurora's DSL (schema_helpers.py) ----
+
+  # order [ a b c ] == [ { order = [ "a" "b" "c" ]; } ]; processes or names.
+  order = processes: [
+    (Constraint {
+      order = map (p: if isAttrs p && p ? name then p.name else p)
+        (if isList processes then processes else [ processes ]);
+    })
+  ];
+
+  # Arithmetic that lets a wrong value through untouched, so that Job reports
+  # it at its field instead of Nix failing inside the helper.
+  numeric = f: a: b:
+    if isNumber a && isNumber b then f a b else if isNumber a then b else a;
+  add = numeric (a: b: a + b);
+  maxOf = numeric max;
+
+  resourcesOf = t: Resources (if isAttrs (t.resources or null) then t.resources else { });
+  foldResources = f: tasks:
+    let
+      rs = map resourcesOf tasks;
+      dim = k: foldl' f 0 (map (r: if r.${k} or null == null then 0 else r.${k}) rs);
+    in
+    Resources { cpu = dim "cpu"; ram = dim "ram"; disk = dim "disk"; gpu = dim "gpu"; };
+
+  processesOf = t: if isList (t.processes or null) then map Process t.processes else [ ];
+  constraintsOf = t: if isList (t.constraints or null) then map Constraint t.constraints else [ ];
+
+  # The last task's fields, with the processes and constraints of all tasks
+  # (duplicates dropped) and whatever each helper computes.
+  mergeTasks = helper: tasks: extra:
+    let
+      ts = map Task tasks;
+      last = elemAt ts (length ts - 1);
+      badTasks = filter (i: !isList ((elemAt ts i).processes or null)) (genList (i: i) (length ts));
+    in
+    if !isList tasks then {
+      _type = "aurora.Task";
+      _invalid = true;
+      _errors = [ "Tasks.${helper} takes a list of tasks, got ${describe tasks}" ];
+    }
+    else if ts == [ ] then Task { }
+    else
+      last // {
+        processes = unique (concatMap processesOf ts);
+        constraints = unique (concatMap constraintsOf ts);
+        _unknown = foldl' (acc: t: acc // (t._unknown or { })) { } ts;
+        _errors = concatMap (t: t._errors or [ ]) ts
+          ++ map (i: "Tasks.${helper}: the task at index ${toString i} has no list of processes") badTasks;
+      } // extra ts;
+
+  Tasks = {
+    # Run the tasks side by side: resources add up, finalization_wait is the
+    # longest one.
+    combine = tasks: mergeTasks "combine" tasks (ts: {
+      resources = foldResources add ts;
+      finalization_wait = foldl' maxOf 0 (map (t: t.finalization_wait or 30) ts);
+    });
+
+    # Run the tasks one after the other: every process of task k is ordered
+    # before every process of task k+1; resources are the largest of each,
+    # finalization_wait the sum.
+    concat = tasks: mergeTasks "concat" tasks (ts: {
+      resources = foldResources maxOf ts;
+      finalization_wait = foldl' add 0 (map (t: t.finalization_wait or 30) ts);
+      constraints = unique (concatMap constraintsOf ts
+        ++ concatLists (genList
+          (k: concatMap
+            (p1: concatMap
+              (p2: if p1 == p2 then [ ] else order [ (p1.name or null) (p2.name or null) ])
+              (processesOf (elemAt ts (k + 1))))
+            (processesOf (elemAt ts k)))
+          (length ts - 1)));
+    });
+
+    simple = SimpleTask;
+    sequential = SequentialTask;
+  };
+
+  # A Task whose processes run one after the other, in list order.
+  SequentialTask = attrs:
+    let
+      t = Task attrs;
+      procs = t.processes or [ ];
+    in
+    if (t.constraints or [ ]) != [ ] then
+      t // {
+        _errors = (t._errors or [ ]) ++ [
+          "SequentialTask: the task already has constraints, and Aurora refuses to make such a task sequential (write the order constraints yourself)"
+        ];
+      }
+    else t // { constraints = if procs == [ ] then [ ] else order procs; };
+
+  # One process running `cmdline`, with 1 cpu and 1 GiB of ram and disk.
+  SimpleTask = name: cmdline: Task {
+    inherit name;
+    processes = [ (Process { inherit name cmdline; }) ];
+    resources = Resources { cpu = 1.0; ram = 1 * GB; disk = 1 * GB; };
+  };
+
+  # ---- Derivations ----
+
+  # Copy the file named by $<attr>Path (written by Nix's passAsFile) to $out
+  # byte for byte, with sh builtins only: the builder may assume /bin/sh and
+  # nothing else. A lone environment variable is limited to 128 KiB by the
+  # kernel, hence passAsFile. The final `printf` writes a last line that has
+  # no newline.
+  copyToOut = attr: ''
+    set -e
+    while IFS= read -r line; do printf '%s\n' "$line"; done < "''$${attr}Path" > "$out"
+    printf '%s' "$line" >> "$out"
+  '';
+
+  # A file holding the process's cmdline. Nix's reference scanner makes the
+  # output reference every store path the cmdline names, so the root's
+  # closure is everything the process needs on the node.
+  mkRoot = key: process: derivation {
+    name = storeName "aurora-root-${key}-${process.name}";
+    system = currentSystem;
+    builder = "/bin/sh";
+    args = [ "-c" (copyToOut "cmdline") ];
+    cmdline = process.cmdline;
+    passAsFile = [ "cmdline" ];
+    preferLocalBuild = true;
+    allowSubstitutes = false;
+  };
+
+  # ---- Job-level rules ----
+
+  bindingPattern = concatStringsSep "|" [
+    "thermos\\.ports\\[[A-Za-z0-9_-]+]"
+    "thermos\\.task_id"
+    "thermos\\.user"
+    "mesos\\.instance"
+    "mesos\\.hostname"
+    "role"
+    "cluster"
+    "environment"
+    "name"
+    "task\\.name"
+    "instances"
+  ];
+  knownBindings = "{{thermos.ports[NAME]}}, {{thermos.task_id}}, {{thermos.user}}, {{mesos.instance}}, {{mesos.hostname}}, {{role}}, {{cluster}}, {{environment}}, {{name}}, {{task.name}}, {{instances}}";
+
+  # The mustache references Thermos would try to bind in a cmdline.
+  bindingsIn = s: map head (filter isList (split "\\{\\{([^{}]*)}}" s));
+
+  bindingErrors = path: cmdline:
+    map
+      (ref: {
+        inherit path;
+        msg = "unknown binding '{{${ref}}}': Aurora rejects a job whose cmdline has unbound references; known bindings are ${knownBindings}";
+      })
+      (filter (ref: match bindingPattern ref == null) (unique (bindingsIn cmdline)));
+
+  # Names of roles, environments and jobs: Python's ^[\w\-\.]+$ in ASCII.
+  identErrors = path: what: note: v:
+    optional (match "[A-Za-z0-9_.-]+" v == null) {
+      inherit path;
+      msg = "${what} ${toJSON v} must match ^[\\w\\-\\.]+$ (letters, digits, '_', '-' and '.')${note}";
+    }
+    ++ optional (stringLength v > 255) {
+      inherit path;
+      msg = "${what} is ${toString (stringLength v)} characters long; the scheduler accepts at most 255";
+    };
+
+  nonNegative = path: v:
+    optional (v < 0) { inherit path; msg = "must not be negative, got ${toJSON v}"; };
+
+  # Thermos's planner rules, on the final process list and constraints
+  # (each `{ path; order; }`), so the init processes are checked too.
+  orderingErrors = processes: constraints:
+    let
+      byName = listToAttrs (map (p: { name = p.name; value = p; }) processes);
+      names = map (p: p.name) processes;
+      pairsOf = o:
+        if length o < 2 then [ ]
+        else genList (k: { from = elemAt o k; to = elemAt o (k + 1); }) (length o - 1);
+
+      check = c:
+        let
+          o = c.order;
+          unknown = unique (filter (n: !hasAttr n byName) o);
+          finals = unique (filter (n: byName.${n}.final) o);
+          regulars = unique (filter (n: !byName.${n}.final) o);
+          err = msg: [ { inherit (c) path; inherit msg; } ];
+        in
+        if o == [ ] then
+          err "an order constraint needs at least one process name (Thermos rejects an empty one)"
+        else if unknown != [ ] then
+          err "names unknown ${plural (length unknown) "process"} ${quoteList unknown} (the task's processes are ${quoteList names})"
+        else if finals != [ ] && regulars != [ ] then
+          err "mixes final ${plural (length finals) "process"} ${quoteList finals} with regular ${plural (length regulars) "process"} ${quoteList regulars}; Thermos plans the two kinds separately, so an order must name only one kind"
+        else
+          concatMap
+            (e:
+              let a = byName.${e.from}; b = byName.${e.to}; in
+              if a.daemon then
+                err "orders '${b.name}' after daemon process '${a.name}': a daemon is restarted forever and never finishes, so nothing may be ordered after it"
+              else if a.ephemeral && !b.ephemeral then
+                err "orders non-ephemeral process '${b.name}' after ephemeral process '${a.name}', which Thermos forbids"
+              else [ ])
+            (pairsOf o);
+
+      perConstraint = map (c: { inherit c; errors = check c; }) constraints;
+      edges = concatMap (r: if r.errors == [ ] then pairsOf r.c.order else [ ]) perConstraint;
+
+      # Drop processes without a predecessor or without a successor until
+      # nothing changes: what is left lies on a cycle.
+      cyclic = nodes:
+        let
+          live = filter (e: elem e.from nodes && elem e.to nodes) edges;
+          keep = filter (n: any (e: e.to == n) live && any (e: e.from == n) live) nodes;
+        in
+        if length keep == length nodes then nodes else cyclic keep;
+      cycle = cyclic names;
+    in
+    concatMap (r: r.errors) perConstraint
+    ++ optional (cycle != [ ]) {
+      path = "task.constraints";
+      msg = "the order constraints form a cycle through ${quoteList cycle}, so none of them could ever start";
+    };
+
+  # ---- Job ----
+  #
+  # Job takes Aurora's Job attributes plus `nixInit`, which never reaches the
+  # JSON: { enable ? true; command ? the cluster-wide profile's nix-init;
+  # substituters ? [ ]; trustedPublicKeys ? [ ]; extraArgs ? [ ];
+  # maxFailures ? 1; }. Unless disabled, a regular process `nix_init` runs
+  #   COMMAND --substituter URL... --trusted-public-key KEY... EXTRA... 'NAME=ROOT'...
+  # for the regular processes and is ordered before each of them, and, when
+  # there are final processes, a final `nix_init_final` does the same for
+  # them. Each word but a plain-path command is single-quoted for bash; NAME
+  # is a process name, which cannot contain '/', so the first "=/" splits.
+  # The result is a derivation with passthru `config` (the JSON as Nix),
+  # `json` (the file's exact content) and `roots` (process name -> root).
+
+  Job = attrs:
+    let
+      input = if isAttrs attrs && !isDerivation attrs then attrs else { };
+
+      # The job's key for messages, from what the user wrote, before any
+      # checks: it must never fail itself.
+      shown = v: if isString v && v != "" then v else "?";
+      taskIn = input.task or null;
+      processesIn = if isAttrs taskIn then taskIn.processes or null else null;
+      firstNameIn =
+        if isList processesIn && processesIn != [ ] && isAttrs (head processesIn)
+        then (head processesIn).name or null else null;
+      taskNameIn =
+        if isAttrs taskIn && isString (taskIn.name or null) then taskIn.name else firstNameIn;
+      nameIn = if isString (input.name or null) then input.name else taskNameIn;
+      key = concatStringsSep "/" (map shown [
+        (input.cluster or null)
+        (input.role or null)
+        (input.environment or null)
+        nameIn
+      ]);
+
+      format = e: "aurora: job ${key}: ${if e.path == "" then "" else "${e.path}: "}${e.msg}";
+      reject = errors: throw (concatStringsSep "\n" (map format errors));
+
+      # Stage 1: shape (unknown and missing attributes, types).
+      jobResult =
+        if !isAttrs attrs || isDerivation attrs then
+          fail "" "Job takes an attribute set, got ${describe attrs}"
+        else normalize "Job" "" (removeAttrs input [ "nixInit" ]);
+      initResult = normalize "NixInit" "nixInit"
+        (if (input.nixInit or null) == null then { } else input.nixInit);
+      shapeErrors = jobResult.errors ++ initResult.errors;
+
+      job = jobResult.value;
+      nixInit = initResult.value;
+      task = job.task;
+      processes = task.processes;
+      firstName = if processes == [ ] then null else (head processes).name;
+      taskName = task.name or firstName;
+      jobName = job.name or taskName;
+      nameNote =
+        if job ? name then ""
+        else if task ? name then " (it is the task's name, as no job name is set: set name explicitly)"
+        else " (it is the first process's name, as no job or task name is set: set name explicitly)";
+      reserved = if nixInit.enable then [ "nix_init" "nix_init_final" ] else [ ];
+
+      # Stage 2: values. Names first: the ordering rules need sound names.
+      nameErrors =
+        optional (job.cluster == "") { path = "cluster"; msg = "must not be empty"; }
+        ++ identErrors "role" "role" "" job.role
+        ++ identErrors "environment" "environment" "" job.environment
+        ++ optional (match "prod|devel|test|staging[0-9]*" job.environment == null) {
+          path = "environment";
+          msg = "environment ${toJSON job.environment} is rejected by the Aurora scheduler: use prod, devel, test or staging<N>";
+        }
+        ++ optional (processes == [ ]) {
+          path = "task.processes";
+          msg = "a task needs at least one process";
+        }
+        ++ (if processes == [ ] then [ ] else identErrors "name" "job name" nameNote jobName)
+        ++ concatLists (imap0
+          (i: p:
+            let
+              path = "task.processes[${toString i}].name";
+              earlier = filter (j: (elemAt processes j).name == p.name) (genList (j: j) i);
+            in
+            optional (match "[^./][^/]*" p.name == null) {
+              inherit path;
+              msg = "process name ${toJSON p.name} must match ^[^./][^/]*$ (not empty, no '/', not starting with '.')";
+            }
+            ++ optional (earlier != [ ]) {
+              inherit path;
+              msg = "duplicate process name '${p.name}' (also task.processes[${toString (head earlier)}])";
+            }
+            ++ optional (elem p.name reserved) {
+              inherit path;
+              msg = "duplicate process name '${p.name}': the name is reserved for the init process nix-aurora adds (or set nixInit.enable = false)";
+            })
+          processes);
+
+      resources = task.resources;
+      update = job.update_config;
+      health = job.health_check_config;
+      dedicated = (job.constraints or { }) ? dedicated;
+      minFailures = job.instances * 2 / 100; # floor(2% of instances), as Aurora's client
+      valueErrors =
+        optional (job ? cron_schedule) {
+          path = "cron_schedule";
+          msg = "cron jobs are not created with 'aurora job create' but scheduled with 'aurora cron schedule'; nix-aurora builds jobs for create, so remove cron_schedule";
+        }
+        ++ optional (job.instances < 1) {
+          path = "instances";
+          msg = "must be at least 1, got ${toJSON job.instances}";
+        }
+        ++ optional (resources.cpu <= 0) {
+          path = "task.resources.cpu";
+          msg = "cpu must be greater than 0, got ${toJSON resources.cpu}";
+        }
+        ++ concatMap
+          (dim: optional (resources.${dim} < MB) {
+            path = "task.resources.${dim}";
+            msg = "${dim} must be at least 1 MiB (${toString MB} bytes), got ${toJSON resources.${dim}} bytes: Aurora divides it by MiB and rejects 0 (write e.g. 64 * MB)";
+          })
+          [ "ram" "disk" ]
+        ++ nonNegative "task.resources.gpu" resources.gpu
+        ++ optional (update.max_total_failures >= job.instances) {
+          path = "update_config.max_total_failures";
+          msg = "must be less than instances (${toString job.instances}), got ${toJSON update.max_total_failures}: use at most ${toString (job.instances - 1)}";
+        }
+        ++ optional (dedicated && update.max_total_failures < minFailures) {
+          path = "update_config.max_total_failures";
+          msg = "a dedicated job with ${toString job.instances} instances must tolerate at least 2% of them failing: use at least ${toString minFailures}";
+        }
+        ++ optional (update.batch_size < 1) {
+          path = "update_config.batch_size";
+          msg = "must be at least 1, got ${toJSON update.batch_size}";
+        }
+        ++ nonNegative "update_config.watch_secs" update.watch_secs
+        ++ nonNegative "health_check_config.initial_interval_secs" health.initial_interval_secs
+        ++ nonNegative "health_check_config.interval_secs" health.interval_secs
+        ++ nonNegative "health_check_config.timeout_secs" health.timeout_secs
+        ++ nonNegative "health_check_config.max_consecutive_failures" health.max_consecutive_failures
+        ++ (if job ? announce && !dedicated then
+          concatMap
+            (port: optional (match "[0-9]+" job.announce.portmap.${port} != null) {
+              path = "announce.portmap.${port}";
+              msg = "static port ${job.announce.portmap.${port}} needs a dedicated job (constraints.dedicated), as Aurora requires";
+            })
+            (attrNames job.announce.portmap)
+        else [ ])
+        ++ concatLists (imap0
+          (i: p: bindingErrors "task.processes[${toString i}].cmdline" p.cmdline)
+          processes)
+        ++ concatMap (p: bindingErrors "nixInit" p.cmdline) initProcesses;
+
+      # The init processes: one per kind (regular, final) that has processes.
+      rootKey = "${job.cluster}-${job.role}-${job.environment}-${jobName}";
+      roots = listToAttrs (map (p: { name = p.name; value = mkRoot rootKey p; }) processes);
+      regular = filter (p: !p.final) processes;
+      finals = filter (p: p.final) processes;
+
+      initCmdline = served:
+        let
+          command =
+            if match "/[A-Za-z0-9+._/-]+" nixInit.command != null
+            then nixInit.command else shellQuote nixInit.command;
+          args =
+            concatMap (s: [ "--substituter" s ]) nixInit.substituters
+            ++ concatMap (k: [ "--trusted-public-key" k ]) nixInit.trustedPublicKeys
+            ++ nixInit.extraArgs
+            ++ map (p: "${p.name}=${roots.${p.name}}") served;
+        in
+        concatStringsSep " " ([ command ] ++ map shellQuote args);
+
+      initFor = name: final: served:
+        if nixInit.enable && served != [ ] then [{
+          inherit name final;
+          cmdline = initCmdline served;
+          max_failures = nixInit.maxFailures;
+          daemon = false;
+          ephemeral = false;
+          min_duration = 5;
+        }] else [ ];
+      initRegular = initFor "nix_init" false regular;
+      initFinal = initFor "nix_init_final" true finals;
+      initProcesses = initRegular ++ initFinal;
+      initConstraints =
+        (if initRegular != [ ] then map (p: { order = [ "nix_init" p.name ]; }) regular else [ ])
+        ++ (if initFinal != [ ] then map (p: { order = [ "nix_init_final" p.name ]; }) finals else [ ]);
+
+      allProcesses = initProcesses ++ processes;
+      allConstraints = task.constraints ++ initConstraints;
+
+      # Stage 3: ordering, on the final lists.
+      orderErrors = orderingErrors allProcesses (
+        imap0 (i: c: { path = "task.constraints[${toString i}].order"; inherit (c) order; }) task.constraints
+        ++ map (c: { path = "nixInit"; inherit (c) order; }) initConstraints);
+
+      # Later stages assume the earlier ones passed: values need the shape,
+      # and the ordering rules need sound, unique process names.
+      errors =
+        if shapeErrors != [ ] then shapeErrors
+        else nameErrors ++ valueErrors ++ (if nameErrors == [ ] then orderErrors else [ ]);
+
+      config = job // {
+        name = jobName;
+        task = task // {
+          name = taskName;
+          processes = allProcesses;
+          constraints = allConstraints;
+        };
+      };
+      json = toJSON config;
+
+      drv = derivation {
+        name = substring 0 202 (storeName "aurora-job-${rootKey}") + ".json";
+        system = currentSystem;
+        builder = "/bin/sh";
+        args = [ "-c" (copyToOut "jobJSON") ];
+        jobJSON = json;
+        passAsFile = [ "jobJSON" ];
+        # Building the job builds every root, even those the JSON does not
+        # name (nixInit.enable = false), so one build has the whole closure.
+        roots = map (name: roots.${name}) (attrNames roots);
+        preferLocalBuild = true;
+        allowSubstitutes = false;
+      };
+    in
+    if errors != [ ] then reject errors
+    else drv // { inherit config roots json; };
+
+  Service = attrs: Job (if isAttrs attrs && !isDerivation attrs then attrs // { service = true; } else attrs);
+in
+{
+  inherit Job Service Task Process Resources Constraint order Tasks SequentialTask SimpleTask;
+  inherit B KB MB GB TB;
+
+  Announcer = construct "Announcer";
+  Container = construct "Container";
+  CoordinatorSlaPolicy = construct "CoordinatorSlaPolicy";
+  CountSlaPolicy = construct "CountSlaPolicy";
+  Docker = construct "Docker";
+  ExecutorConfig = construct "ExecutorConfig";
+  HealthCheckConfig = construct "HealthCheckConfig";
+  HealthCheckerConfig = construct "HealthCheckerConfig";
+  HttpHealthChecker = construct "HttpHealthChecker";
+  HttpLifecycleConfig = construct "HttpLifecycleConfig";
+  LifecycleConfig = construct "LifecycleConfig";
+  Logger = construct "Logger";
+  Metadata = construct "Metadata";
+  Parameter = construct "Parameter";
+  PartitionPolicy = construct "PartitionPolicy";
+  PercentageSlaPolicy = construct "PercentageSlaPolicy";
+  QueueUpdateStrategy = construct "QueueUpdateStrategy";
+  RotatePolicy = construct "RotatePolicy";
+  ShellHealthChecker = construct "ShellHealthChecker";
+  UpdateConfig = construct "UpdateConfig";
+}

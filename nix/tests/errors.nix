@@ -1,0 +1,319 @@
+# Jobs that the library must reject. For each case the Go test forces `job`
+# (its JSON) and checks that the error contains every string of `expect`:
+# the job's key, the field's path and the rule.
+let
+  aurora = import ../default.nix;
+  inherit (aurora)
+    Job Service Task Process Resources order Tasks SequentialTask
+    UpdateConfig HealthCheckConfig HealthCheckerConfig HttpHealthChecker
+    ShellHealthChecker Announcer Logger Docker MB GB;
+
+  base = { cluster = "devcluster"; role = "www-data"; environment = "devel"; name = "t"; };
+  key = "aurora: job devcluster/www-data/devel/t: ";
+  resources = { cpu = 1; ram = 64 * MB; disk = 64 * MB; };
+  proc = name: Process { inherit name; cmdline = "echo ${name}"; };
+  finalProc = name: Process { inherit name; cmdline = "echo ${name}"; final = true; };
+
+  job = attrs: Job (base // attrs);
+  # A job whose task has these processes and task attributes.
+  taskJob = processes: taskAttrs: job { task = Task ({ inherit processes resources; } // taskAttrs); };
+  withOrder = processes: constraints: taskJob processes { inherit constraints; };
+
+  case = job: expect: { inherit job expect; };
+in
+{
+  # ---- unknown attributes ----
+  unknownProcessAttribute = case
+    (taskJob [ (Process { name = "a"; cmdLine = "echo a"; }) ] { })
+    [ "${key}task.processes[0].cmdLine: unknown attribute 'cmdLine' of Process (did you mean 'cmdline'?)" ];
+
+  unknownAttributeOfPlainSet = case
+    (job { task = { processes = [ (proc "a") ]; resources = resources // { memory = 1; }; }; })
+    [ "${key}task.resources.memory: unknown attribute 'memory' of Resources (known attributes: cpu, disk, gpu, ram)" ];
+
+  unknownAttributeOfThirdProcess = case
+    (taskJob [ (proc "a") (proc "b") { name = "c"; cmdline = "echo c"; maxFailures = 3; } ] { })
+    [ "${key}task.processes[2].maxFailures: unknown attribute 'maxFailures' of Process (did you mean 'max_failures'?)" ];
+
+  unknownJobAttribute = case
+    (job { task = Task { processes = [ (proc "a") ]; inherit resources; }; tasks = [ ]; })
+    [ "${key}tasks: unknown attribute 'tasks' of Job" ];
+
+  removedRestartThreshold = case
+    (job { task = Task { processes = [ (proc "a") ]; inherit resources; }; update_config = UpdateConfig { restart_threshold = 30; }; })
+    [ "${key}update_config.restart_threshold: unknown attribute 'restart_threshold' of UpdateConfig (Aurora no longer accepts it" ];
+
+  removedPortMap = case
+    (job { task = Task { processes = [ (proc "a") ]; inherit resources; }; announce = Announcer { port_map = { aurora = "http"; }; }; })
+    [ "${key}announce.port_map: unknown attribute 'port_map' of Announcer" "now called 'portmap'" ];
+
+  removedHealthCheckEndpoint = case
+    (job { task = Task { processes = [ (proc "a") ]; inherit resources; }; health_check_config = HealthCheckConfig { endpoint = "/health"; expected_response = "ok"; }; })
+    [
+      "${key}health_check_config.endpoint: unknown attribute 'endpoint' of HealthCheckConfig"
+      "${key}health_check_config.expected_response: unknown attribute 'expected_response' of HealthCheckConfig"
+      "health_checker = HealthCheckerConfig { http = HttpHealthChecker"
+    ];
+
+  unknownNixInitAttribute = case
+    (job { task = Task { processes = [ (proc "a") ]; inherit resources; }; nixInit = { substituter = "https://cache"; }; })
+    [ "${key}nixInit.substituter: unknown attribute 'substituter' of nixInit" ];
+
+  # ---- missing required fields, wrong types ----
+  missingCmdline = case
+    (taskJob [ (Process { name = "a"; }) ] { })
+    [ "${key}task.processes[0].cmdline: missing required attribute 'cmdline' of Process" ];
+
+  missingRole = case
+    (Job (removeAttrs base [ "role" ] // { task = Task { processes = [ (proc "a") ]; inherit resources; }; }))
+    [ "aurora: job devcluster/?/devel/t: role: missing required attribute 'role' of Job" ];
+
+  missingClusterAndTask = case
+    (Job (removeAttrs base [ "cluster" ]))
+    [
+      "aurora: job ?/www-data/devel/t: cluster: missing required attribute 'cluster' of Job"
+      "aurora: job ?/www-data/devel/t: task: missing required attribute 'task' of Job"
+    ];
+
+  missingResources = case
+    (job { task = Task { processes = [ (proc "a") ]; }; })
+    [ "${key}task.resources: missing required attribute 'resources' of Task" ];
+
+  ramNotANumber = case
+    (job { task = Task { processes = [ (proc "a") ]; resources = resources // { ram = "1G"; }; }; })
+    [ "${key}task.resources.ram: expected a size in bytes (e.g. 512 * MB), got the string \"1G\"" ];
+
+  instancesNotAnInteger = case
+    (job { task = Task { processes = [ (proc "a") ]; inherit resources; }; instances = 1.5; })
+    [ "${key}instances: expected an integer, got the float 1.5" ];
+
+  processesNotAList = case
+    (job { task = Task { processes = proc "a"; inherit resources; }; })
+    [ "${key}task.processes: expected a list, got a Process" ];
+
+  wrongConstructor = case
+    (job { task = Task { processes = [ (proc "a") ]; resources = proc "r"; }; })
+    [ "${key}task.resources: expected Resources, got a Process" ];
+
+  constructorGivenAString = case
+    (taskJob [ (Process "echo a") ] { })
+    [ "${key}task.processes[0]: Process takes an attribute set, got the string \"echo a\"" ];
+
+  jobGivenANumber = case
+    (Job 3)
+    [ "aurora: job ?/?/?/?: Job takes an attribute set, got the integer 3" ];
+
+  badEnum = case
+    (job { task = Task { processes = [ (proc "a") ]; inherit resources; }; cron_collision_policy = "KILL"; })
+    [ "${key}cron_collision_policy: expected one of 'KILL_EXISTING', 'CANCEL_NEW', 'RUN_OVERLAP', got the string \"KILL\"" ];
+
+  badLoggerDestination = case
+    (taskJob [ (Process { name = "a"; cmdline = "x"; logger = Logger { destination = "syslog"; }; }) ] { })
+    [ "${key}task.processes[0].logger.destination: expected one of 'file', 'console', 'both', 'none'" ];
+
+  dockerWithoutImage = case
+    (job { task = Task { processes = [ (proc "a") ]; inherit resources; }; container = Docker { parameters = [ ]; }; })
+    [ "${key}container.image: missing required attribute 'image' of Docker" ];
+
+  unknownSlaPolicy = case
+    (job { task = Task { processes = [ (proc "a") ]; inherit resources; }; sla_policy = { minimum = 3; }; })
+    [ "${key}sla_policy: expected CountSlaPolicy, PercentageSlaPolicy or CoordinatorSlaPolicy" ];
+
+  healthCheckerBoth = case
+    (job {
+      task = Task { processes = [ (proc "a") ]; inherit resources; };
+      health_check_config = HealthCheckConfig {
+        health_checker = HealthCheckerConfig { http = HttpHealthChecker { }; shell = ShellHealthChecker { shell_command = "true"; }; };
+      };
+    })
+    [ "${key}health_check_config.health_checker: a health checker is either 'http' or 'shell', not both" ];
+
+  healthCheckerNeither = case
+    (job { task = Task { processes = [ (proc "a") ]; inherit resources; }; health_check_config = { health_checker = { }; }; })
+    [ "${key}health_check_config.health_checker: a health checker needs 'http' (HttpHealthChecker) or 'shell' (ShellHealthChecker)" ];
+
+  sequentialTaskWithConstraints = case
+    (job { task = SequentialTask { processes = [ (proc "a") (proc "b") ]; constraints = order [ "b" "a" ]; inherit resources; }; })
+    [ "${key}task: SequentialTask: the task already has constraints" ];
+
+  combineNotAList = case
+    (job { task = Tasks.combine (Task { processes = [ (proc "a") ]; inherit resources; }); })
+    [ "${key}task: Tasks.combine takes a list of tasks, got a Task" ];
+
+  # ---- names ----
+  badRole = case
+    (Job (base // { role = "www data"; task = Task { processes = [ (proc "a") ]; inherit resources; }; }))
+    [ "aurora: job devcluster/www data/devel/t: role: role \"www data\" must match ^[\\w\\-\\.]+$" ];
+
+  badEnvironmentName = case
+    (Job (base // { environment = "de/vel"; task = Task { processes = [ (proc "a") ]; inherit resources; }; }))
+    [ "aurora: job devcluster/www-data/de/vel/t: environment: environment \"de/vel\" must match" ];
+
+  environmentRejectedByScheduler = case
+    (Job (base // { environment = "qa"; task = Task { processes = [ (proc "a") ]; inherit resources; }; }))
+    [ "aurora: job devcluster/www-data/qa/t: environment: environment \"qa\" is rejected by the Aurora scheduler: use prod, devel, test or staging<N>" ];
+
+  badJobName = case
+    (Job (base // { name = "hello world"; task = Task { processes = [ (proc "a") ]; inherit resources; }; }))
+    [ "aurora: job devcluster/www-data/devel/hello world: name: job name \"hello world\" must match ^[\\w\\-\\.]+$" ];
+
+  badJobNameFromProcess = case
+    (Job (removeAttrs base [ "name" ] // { task = Task { processes = [ (proc "hello world") ]; inherit resources; }; }))
+    [ "aurora: job devcluster/www-data/devel/hello world: name: job name \"hello world\" must match" "it is the first process's name" ];
+
+  jobNameTooLong = case
+    (Job (base // { name = builtins.concatStringsSep "" (builtins.genList (_: "x") 256); task = Task { processes = [ (proc "a") ]; inherit resources; }; }))
+    [ "name: job name is 256 characters long; the scheduler accepts at most 255" ];
+
+  processNameWithSlash = case
+    (taskJob [ (proc "a") (proc "b/c") ] { })
+    [ "${key}task.processes[1].name: process name \"b/c\" must match ^[^./][^/]*$" ];
+
+  processNameWithDot = case
+    (taskJob [ (proc ".hidden") ] { })
+    [ "${key}task.processes[0].name: process name \".hidden\" must match ^[^./][^/]*$" ];
+
+  duplicateProcessName = case
+    (taskJob [ (proc "a") (proc "b") (proc "a") ] { })
+    [ "${key}task.processes[2].name: duplicate process name 'a' (also task.processes[0])" ];
+
+  reservedNixInit = case
+    (taskJob [ (proc "a") (proc "nix_init") ] { })
+    [ "${key}task.processes[1].name: duplicate process name 'nix_init': the name is reserved for the init process nix-aurora adds" ];
+
+  reservedNixInitFinal = case
+    (taskJob [ (proc "nix_init_final") (finalProc "f") ] { })
+    [ "${key}task.processes[0].name: duplicate process name 'nix_init_final'" ];
+
+  noProcesses = case
+    (taskJob [ ] { })
+    [ "${key}task.processes: a task needs at least one process" ];
+
+  # ---- resources ----
+  zeroCpu = case
+    (job { task = Task { processes = [ (proc "a") ]; resources = resources // { cpu = 0; }; }; })
+    [ "${key}task.resources.cpu: cpu must be greater than 0, got 0" ];
+
+  negativeCpu = case
+    (job { task = Task { processes = [ (proc "a") ]; resources = resources // { cpu = -0.5; }; }; })
+    [ "${key}task.resources.cpu: cpu must be greater than 0, got -0.5" ];
+
+  ramUnderOneMiB = case
+    (job { task = Task { processes = [ (proc "a") ]; resources = resources // { ram = 1000; }; }; })
+    [ "${key}task.resources.ram: ram must be at least 1 MiB (1048576 bytes), got 1000 bytes" ];
+
+  diskUnderOneMiB = case
+    (job { task = Task { processes = [ (proc "a") ]; resources = resources // { disk = 0.5 * MB; }; }; })
+    [ "${key}task.resources.disk: disk must be at least 1 MiB (1048576 bytes), got 524288 bytes" ];
+
+  # ---- update and health check rules ----
+  maxTotalFailuresNotBelowInstances = case
+    (job { task = Task { processes = [ (proc "a") ]; inherit resources; }; instances = 2; update_config = UpdateConfig { max_total_failures = 2; }; })
+    [ "${key}update_config.max_total_failures: must be less than instances (2), got 2: use at most 1" ];
+
+  noInstances = case
+    (job { task = Task { processes = [ (proc "a") ]; inherit resources; }; instances = 0; })
+    [ "${key}instances: must be at least 1, got 0" ];
+
+  zeroBatchSize = case
+    (job { task = Task { processes = [ (proc "a") ]; inherit resources; }; update_config = { batch_size = 0; }; })
+    [ "${key}update_config.batch_size: must be at least 1, got 0" ];
+
+  negativeWatchSecs = case
+    (job { task = Task { processes = [ (proc "a") ]; inherit resources; }; update_config = UpdateConfig { watch_secs = -1; }; })
+    [ "${key}update_config.watch_secs: must not be negative, got -1" ];
+
+  negativeHealthCheckIntervals = case
+    (job { task = Task { processes = [ (proc "a") ]; inherit resources; }; health_check_config = HealthCheckConfig { initial_interval_secs = -5; interval_secs = -0.5; }; })
+    [
+      "${key}health_check_config.initial_interval_secs: must not be negative, got -5"
+      "${key}health_check_config.interval_secs: must not be negative, got -0.5"
+    ];
+
+  dedicatedNeedsFailureBudget = case
+    (job { task = Task { processes = [ (proc "a") ]; inherit resources; }; instances = 100; constraints = { dedicated = "www-data/web"; }; })
+    [ "${key}update_config.max_total_failures: a dedicated job with 100 instances must tolerate at least 2% of them failing: use at least 2" ];
+
+  staticPortNeedsDedicated = case
+    (job { task = Task { processes = [ (proc "a") ]; inherit resources; }; announce = Announcer { portmap = { aurora = "http"; https = "443"; }; }; })
+    [ "${key}announce.portmap.https: static port 443 needs a dedicated job (constraints.dedicated)" ];
+
+  cronSchedule = case
+    (job { task = Task { processes = [ (proc "a") ]; inherit resources; }; cron_schedule = "*/5 * * * *"; })
+    [ "${key}cron_schedule: cron jobs are not created with 'aurora job create'" ];
+
+  unknownBinding = case
+    (taskJob [ (proc "a") (Process { name = "b"; cmdline = "run --port {{thermos.ports[http]}} --shard {{mesos.instance}} --dc {{datacenter}}"; }) ] { })
+    [ "${key}task.processes[1].cmdline: unknown binding '{{datacenter}}'" ];
+
+  unknownBindingInNixInit = case
+    (job { task = Task { processes = [ (proc "a") ]; inherit resources; }; nixInit.extraArgs = [ "--cache-dir={{sandbox}}" ]; })
+    [ "${key}nixInit: unknown binding '{{sandbox}}'" ];
+
+  negativeNixInitMaxFailures = case
+    (job { task = Task { processes = [ (proc "a") ]; inherit resources; }; nixInit.maxFailures = -1; })
+    [ "${key}nixInit.maxFailures: must not be negative (0 retries forever), got -1" ];
+
+  # ---- ordering ----
+  orderMixesKnownAndUnknown = case
+    (withOrder [ (proc "a") (proc "b") ] (order [ "a" "c" ]))
+    [ "${key}task.constraints[0].order: names unknown process 'c' (the task's processes are 'nix_init', 'a', 'b')" ];
+
+  orderOnlyUnknown = case
+    (withOrder [ (proc "a") (proc "b") ] (order [ "a" "b" ] ++ order [ "x" "y" ]))
+    [ "${key}task.constraints[1].order: names unknown processes 'x', 'y'" ];
+
+  orderMixesFinalAndRegular = case
+    (withOrder [ (proc "a") (finalProc "f") ] (order [ "a" "f" ]))
+    [ "${key}task.constraints[0].order: mixes final process 'f' with regular process 'a'" ];
+
+  orderEmpty = case
+    (withOrder [ (proc "a") ] (order [ ]))
+    [ "${key}task.constraints[0].order: an order constraint needs at least one process name" ];
+
+  orderCycle = case
+    (withOrder [ (proc "a") (proc "b") (proc "c") ] (order [ "a" "b" "c" ] ++ order [ "c" "a" ]))
+    [ "${key}task.constraints: the order constraints form a cycle through 'a', 'b', 'c'" ];
+
+  orderSelfCycle = case
+    (withOrder [ (proc "a") (proc "b") ] (order [ "a" "b" "a" ]))
+    [ "${key}task.constraints: the order constraints form a cycle through 'a', 'b'" ];
+
+  orderCycleThroughNixInit = case
+    (withOrder [ (proc "a") ] (order [ "a" "nix_init" ]))
+    [ "${key}task.constraints: the order constraints form a cycle through 'nix_init', 'a'" ];
+
+  orderFinalAfterNixInit = case
+    (withOrder [ (proc "a") (finalProc "f") ] (order [ "nix_init" "f" ]))
+    [ "${key}task.constraints[0].order: mixes final process 'f' with regular process 'nix_init'" ];
+
+  orderAfterDaemon = case
+    (withOrder [ (Process { name = "d"; cmdline = "x"; daemon = true; }) (proc "b") ] (order [ "d" "b" ]))
+    [ "${key}task.constraints[0].order: orders 'b' after daemon process 'd'" ];
+
+  orderNonEphemeralAfterEphemeral = case
+    (withOrder [ (Process { name = "e"; cmdline = "x"; ephemeral = true; }) (proc "b") ] (order [ "e" "b" ]))
+    [ "${key}task.constraints[0].order: orders non-ephemeral process 'b' after ephemeral process 'e'" ];
+
+  orderByConcat = case
+    (job {
+      task = Tasks.concat [
+        (Task { processes = [ (proc "a") ]; inherit resources; })
+        (Task { processes = [ (finalProc "f") ]; inherit resources; })
+      ];
+    })
+    [ "mixes final process 'f' with regular process 'a'" ];
+
+  # ---- several problems are reported together ----
+  severalProblems = case
+    (taskJob [ (Process { name = "a"; cmdline = "x"; max_failure = 2; }) (Process { name = "b"; command = "y"; }) ] { })
+    [
+      "${key}task.processes[0].max_failure: unknown attribute 'max_failure' of Process"
+      "${key}task.processes[1].command: unknown attribute 'command' of Process"
+      "${key}task.processes[1].cmdline: missing required attribute 'cmdline' of Process"
+    ];
+
+  serviceKeepsTheKey = case
+    (Service (base // { task = Task { processes = [ (proc "a") ]; resources = resources // { cpu = 0; }; }; }))
+    [ "${key}task.resources.cpu: cpu must be greater than 0" ];
+}
