@@ -1,6 +1,55 @@
-# Entry point of nix-aurora. `pkgs` is accepted so that callers can pass
-# their nixpkgs the same way to every attribute; the library needs none.
-{ pkgs ? null }:
+# Entry point of nix-aurora.
+#
+#   (import ./. {}).aurora                      the job library (no nixpkgs needed)
+#   (import ./. { inherit pkgs; }).nix-init     nix-init built from source with nixpkgs
+#   (import ./. { nixInitPrebuilt = ./stage; }).nix-init
+#                                               a prebuilt static nix-init: the directory
+#                                               (holding bin/nix-init) added to the store,
+#                                               for machines without nixpkgs; a store path,
+#                                               so evaluate it (nix-instantiate --eval)
+#
+# Either can be installed into the cluster-wide profile, the path the
+# generated configs call by default (scripts/install-nix-init does it):
+#   nix-env -p /nix/var/nix/profiles/default -i STOREPATH
+{ pkgs ? null, nixInitPrebuilt ? null }:
+let
+  version = "0.1.0";
+
+  # Only what the Go build needs, so that editing docs or examples does not
+  # change nix-init's store path.
+  src = builtins.path {
+    name = "nix-aurora-src";
+    path = ./.;
+    filter = path: type:
+      let base = baseNameOf path; in
+      !(builtins.elem base [ ".git" "bin" "result" "examples" "bench" "nix" ".ci" "scripts" ])
+      && builtins.match ".*\\.md" base == null;
+  };
+
+  fromSource = pkgs.buildGoModule {
+    pname = "nix-init";
+    inherit version src;
+    subPackages = [ "cmd/nix-init" ];
+    # The hash of `go mod vendor`; a test recomputes it, so it cannot go stale.
+    vendorHash = "sha256-cvDl+IZVqk+dm3dDS9aROX0BVnkzTini5ipaG4Rs/mw=";
+    env.CGO_ENABLED = "0";
+    ldflags = [ "-s" "-w" "-X main.version=${version}" ];
+    meta = {
+      description = "Init process for Aurora sandboxes: realises and roots Nix closures";
+      mainProgram = "nix-init";
+    };
+  };
+
+  prebuilt = builtins.path {
+    name = "nix-init-${version}";
+    path = nixInitPrebuilt;
+  };
+in
 {
   aurora = import ./nix;
+
+  nix-init =
+    if nixInitPrebuilt != null then prebuilt
+    else if pkgs != null then fromSource
+    else throw "nix-init: pass pkgs (nixpkgs, to build from source) or nixInitPrebuilt (a directory holding bin/nix-init)";
 }

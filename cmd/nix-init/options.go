@@ -1,0 +1,150 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/nix-aurora/nix-aurora/nixconf"
+	"github.com/nix-aurora/nix-aurora/store"
+)
+
+// storeOptions are the flags that say which store to use and how it
+// substitutes; shared by realising and `status`.
+type storeOptions struct {
+	store        string
+	substituters []string
+	trustedKeys  []string
+	nixDaemon    string
+	jobs         int
+	gcRootDir    string
+	verbose      bool
+}
+
+func (o *storeOptions) addFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&o.store, "store", "", "the Nix store: auto, daemon, unix:///SOCKET, local, local?root=DIR or DIR (default $NIX_REMOTE, else auto)")
+	fs.StringArrayVar(&o.substituters, "substituter", nil, "binary cache URL to substitute from (repeatable; replaces nix.conf's substituters)")
+	fs.StringArrayVar(&o.trustedKeys, "trusted-public-key", nil, "trusted cache key NAME:BASE64 (repeatable; replaces nix.conf's trusted-public-keys)")
+	fs.StringVar(&o.nixDaemon, "nix-daemon", "", "nix-daemon program for single-user mode (default: found on PATH or in the default profile)")
+	fs.IntVar(&o.jobs, "jobs", 16, "paths substituted in parallel")
+	fs.StringVar(&o.gcRootDir, "gc-root-dir", ".gc", "directory of the GC root links")
+}
+
+// settings are the node's settings with the flags applied on top.
+type settings struct {
+	location     store.Location
+	substituters []string
+	trustedKeys  []string
+	fromFlags    bool // substituters came from flags
+	connectTO    time.Duration
+}
+
+func (o *storeOptions) resolve(e *env) (*settings, error) {
+	conf, err := nixconf.Load()
+	if err != nil {
+		return nil, fmt.Errorf("read nix.conf: %w", err)
+	}
+	s := &settings{
+		substituters: conf.Substituters(),
+		trustedKeys:  conf.TrustedPublicKeys(),
+		connectTO:    conf.ConnectTimeout(),
+	}
+	if len(o.substituters) > 0 {
+		s.substituters = o.substituters
+		s.fromFlags = true
+	}
+	if len(o.trustedKeys) > 0 {
+		s.trustedKeys = o.trustedKeys
+	}
+	uri := o.store
+	if uri == "" {
+		uri = e.getenv("NIX_REMOTE")
+	}
+	loc, err := store.ParseURI(uri)
+	if err != nil {
+		return nil, usageError{fmt.Sprintf("--store %q: %v", uri, err)}
+	}
+	if s.location, err = store.Resolve(loc); err != nil {
+		return nil, fmt.Errorf("find the Nix store: %w", err)
+	}
+	if o.jobs < 1 {
+		return nil, usageError{"--jobs must be at least 1"}
+	}
+	return s, nil
+}
+
+// connect opens a connection to the resolved store and passes on what the
+// flags chose. An untrusted client's substituters are filtered by the daemon
+// (trusted-substituters) and its keys ignored: the daemon's keys rule.
+func (o *storeOptions) connect(ctx context.Context, s *settings) (*store.Conn, error) {
+	var conn *store.Conn
+	var err error
+	if s.location.Mode == store.Daemon {
+		conn, err = store.Dial(ctx, s.location.Socket)
+	} else {
+		conn, err = store.Spawn(ctx, store.StdioOptions{NixDaemon: o.findNixDaemon(), Store: s.location.Store})
+	}
+	if err != nil {
+		return nil, err
+	}
+	opts := store.DefaultOptions()
+	opts.MaxBuildJobs = uint64(o.jobs) // in Nix 2.8 substitutions share the build slots
+	// Warnings ("ignoring untrusted substituter", retries) explain failures;
+	// -v asks for the daemon's informational lines too.
+	opts.Verbosity = store.LvlWarn
+	if o.verbose {
+		opts.Verbosity = store.LvlInfo
+	}
+	opts.Overrides = map[string]string{}
+	if len(o.substituters) > 0 {
+		opts.Overrides["substituters"] = strings.Join(o.substituters, " ")
+	}
+	if len(o.trustedKeys) > 0 {
+		opts.Overrides["trusted-public-keys"] = strings.Join(o.trustedKeys, " ")
+	}
+	if s.location.Mode == store.Local {
+		// Our own store: a path asked for before it was pushed must not be
+		// remembered as missing for an hour.
+		opts.Overrides["narinfo-cache-negative-ttl"] = "0"
+	}
+	if s.connectTO > 0 {
+		opts.Overrides["connect-timeout"] = strconv.Itoa(int(s.connectTO.Seconds()))
+	}
+	if err := conn.SetOptions(ctx, opts); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	return conn, nil
+}
+
+// findNixDaemon looks for nix-daemon where a node keeps it: Thermos gives
+// processes only the runner's PATH, so look in the profiles too.
+func (o *storeOptions) findNixDaemon() string {
+	if o.nixDaemon != "" {
+		return o.nixDaemon
+	}
+	if p, err := exec.LookPath("nix-daemon"); err == nil {
+		return p
+	}
+	candidates := []string{
+		"/nix/var/nix/profiles/default/bin/nix-daemon",
+		"/run/current-system/sw/bin/nix-daemon",
+		"/usr/bin/nix-daemon",
+	}
+	if home, err := os.UserHomeDir(); err == nil {
+		candidates = append(candidates, filepath.Join(home, ".nix-profile/bin/nix-daemon"))
+	}
+	for _, c := range candidates {
+		if fi, err := os.Stat(c); err == nil && !fi.IsDir() {
+			return c
+		}
+	}
+	return "nix-daemon"
+}
