@@ -1,0 +1,150 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/pflag"
+
+	"github.com/nix-aurora/nix-aurora/aurora"
+	"github.com/nix-aurora/nix-aurora/compile"
+	"github.com/nix-aurora/nix-aurora/jobdiff"
+)
+
+type diffOptions struct {
+	attr      string
+	args      []string
+	noClosure bool
+}
+
+func init() {
+	var opts diffOptions
+	register(&command{
+		name:  "diff",
+		usage: "OLD NEW",
+		summary: "Show what changed between two versions of a job (JSON files or job expressions):\n" +
+			"settings, processes, and the store paths of each changed cmdline and closure, by name.",
+		flags: func(fs *pflag.FlagSet) {
+			fs.StringVarP(&opts.attr, "attr", "A", "", "build this attribute of both expressions")
+			fs.StringArrayVar(&opts.args, "arg", nil, "NAME=EXPR passed to nix-build for both (repeatable)")
+			fs.BoolVar(&opts.noClosure, "no-closure", false, "compare cmdlines only, not the closures of the processes' roots")
+		},
+		run: func(ctx context.Context, e *env, args []string) error { return runDiff(ctx, e, opts, args) },
+	})
+}
+
+func runDiff(ctx context.Context, e *env, opts diffOptions, args []string) error {
+	if len(args) != 2 {
+		return usagef("diff takes OLD and NEW, got %d arguments", len(args))
+	}
+	nixArgs, err := nixBuildArgs(buildOptions{args: opts.args})
+	if err != nil {
+		return err
+	}
+	var sides [2][]aurora.Job
+	for i, arg := range args {
+		if sides[i], err = loadJobs(ctx, e, arg, opts.attr, nixArgs); err != nil {
+			return err
+		}
+	}
+	var closure jobdiff.Closure
+	if !opts.noClosure {
+		closure = localClosure
+	}
+	printDiff(e.stdout, jobdiff.Compare(sides[0], sides[1], closure))
+	return nil
+}
+
+// loadJobs reads a JSON file as it is, or builds a job expression.
+func loadJobs(ctx context.Context, e *env, arg, attr string, nixArgs []string) ([]aurora.Job, error) {
+	// A build's out-link (./result) is JSON too: look where links lead.
+	resolved, err := filepath.EvalSymlinks(arg)
+	if err != nil {
+		resolved = arg
+	}
+	if strings.HasSuffix(resolved, ".json") {
+		data, err := os.ReadFile(arg)
+		if err != nil {
+			return nil, err
+		}
+		doc, err := aurora.ParseDocument(data)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", arg, err)
+		}
+		return doc.Jobs, nil
+	}
+	outs, err := compile.Build(ctx, compile.Options{File: arg, Attr: attr, Args: nixArgs, Progress: e.stderr})
+	if err != nil {
+		return nil, err
+	}
+	var jobs []aurora.Job
+	for _, o := range outs {
+		jobs = append(jobs, o.Jobs...)
+	}
+	return jobs, nil
+}
+
+// localClosure asks the local store for a root's closure; a root that was
+// never built here has none, and only its cmdline is compared.
+func localClosure(path string) ([]string, error) {
+	out, err := exec.Command("nix-store", "-qR", path).Output()
+	if err != nil {
+		return nil, fmt.Errorf("closure of %s: %w", path, err)
+	}
+	return strings.Fields(string(out)), nil
+}
+
+func printDiff(w io.Writer, changes []jobdiff.JobChange) {
+	if len(changes) == 0 {
+		fmt.Fprintln(w, "no changes")
+		return
+	}
+	for _, j := range changes {
+		switch {
+		case j.Added:
+			fmt.Fprintf(w, "job %s: added\n", j.Key)
+			continue
+		case j.Removed:
+			fmt.Fprintf(w, "job %s: removed\n", j.Key)
+			continue
+		}
+		fmt.Fprintf(w, "job %s:\n", j.Key)
+		for _, f := range j.Fields {
+			fmt.Fprintf(w, "  %s\n", f)
+		}
+		for _, p := range j.Processes {
+			switch {
+			case p.Added:
+				fmt.Fprintf(w, "  process %s: added\n", p.Name)
+				continue
+			case p.Removed:
+				fmt.Fprintf(w, "  process %s: removed\n", p.Name)
+				continue
+			}
+			fmt.Fprintf(w, "  process %s:\n", p.Name)
+			for _, f := range p.Fields {
+				fmt.Fprintf(w, "    %s\n", f)
+			}
+			if p.CmdlineText {
+				fmt.Fprintf(w, "    cmdline text changed\n")
+			}
+			if len(p.Cmdline) > 0 {
+				fmt.Fprintf(w, "    store paths in the cmdline:\n")
+				for _, c := range p.Cmdline {
+					fmt.Fprintf(w, "      %s\n", c)
+				}
+			}
+			if len(p.Closure) > 0 {
+				fmt.Fprintf(w, "    store paths in the closure:\n")
+				for _, c := range p.Closure {
+					fmt.Fprintf(w, "      %s\n", c)
+				}
+			}
+		}
+	}
+}
