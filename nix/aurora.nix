@@ -71,6 +71,9 @@ let
   # Quoting for the `/bin/bash -c` that Thermos runs every cmdline with.
   shellQuote = s: "'${replaceStrings [ "'" ] [ "'\\''" ] s}'";
 
+  # The cluster-wide profile's nix-init, which generated cmdlines call.
+  defaultNixInit = "/nix/var/nix/profiles/default/bin/nix-init";
+
   # Units, as in Aurora (powers of 1024, integers).
   B = 1;
   KB = 1024 * B;
@@ -392,7 +395,7 @@ let
       label = "nixInit";
       fields = {
         enable = def bool true;
-        command = def string "/nix/var/nix/profiles/default/bin/nix-init";
+        command = def string defaultNixInit;
         substituters = def (listOf string) [ ];
         trustedPublicKeys = def (listOf string) [ ];
         extraArgs = def (listOf string) [ ];
@@ -935,9 +938,57 @@ let
     else drv // { inherit config roots json; };
 
   Service = attrs: Job (if isAttrs attrs && !isDerivation attrs then attrs // { service = true; } else attrs);
+
+  # ---- Templated files ----
+  #
+  # Thermos expands {{bindings}} in cmdlines only, never in files. A file
+  # that needs them (a config with the port Aurora assigns) is kept in the
+  # store as a template, and `templateFile` returns a cmdline fragment that,
+  # at run time, writes the expanded file into the sandbox and yields its
+  # path:
+  #   cmdline = "${pkgs.prometheus}/bin/prometheus --config.file=${templateFile ./prometheus.yml}";
+  # The bindings are found here, at evaluation (an unknown one is an error),
+  # and handed to `nix-init render` in a quoted here-document, one value per
+  # section: Thermos substitutes the values into the cmdline and bash passes
+  # them on untouched, whatever they contain (spaces, quotes, `$`, newlines).
+  # A template without bindings is used as it is, from the store.
+  templateFileWith = { name ? null, command ? defaultNixInit }: template:
+    let
+      text = builtins.readFile template;
+      src =
+        if isPath template
+        then builtins.path { path = template; name = storeName (baseNameOf (toString template)); }
+        else template;
+      # A store path's base name without its hash, or a path's file name,
+      # without a template suffix.
+      base =
+        let b = baseNameOf (toString template);
+            noHash = if match "[0-9a-z]{32}-.*" b != null then substring 33 (stringLength b) b else b;
+            stripped = match "(.*)\\.(in|tmpl|template)" noHash;
+        in if stripped != null then head stripped else noHash;
+      outName = if name != null then name else base;
+      refs = unique (bindingsIn text);
+      bad = filter (ref: match bindingPattern ref == null) refs;
+      # Delimiters no binding value can contain by chance.
+      tag = "NIX_AURORA_${substring 0 16 (builtins.hashString "sha256" text)}";
+      sections = concatStringsSep "" (map (r: "{{${r}}}\n${tag}\n") refs);
+      commandWord =
+        if match "/[A-Za-z0-9+._/-]+" command != null then command else shellQuote command;
+      args = [ "render" "--template" "${src}" "--out" outName "--separator" tag ]
+        ++ concatMap (r: [ "--binding" r ]) refs;
+    in
+    if bad != [ ] then
+      throw "aurora: templateFile ${toString template}: unknown ${plural (length bad) "binding"} ${quoteList (map (r: "{{${r}}}") bad)}; known bindings are ${knownBindings}"
+    else if outName == "" || match "[^/]*" outName == null || outName == "." || outName == ".." then
+      throw "aurora: templateFile ${toString template}: output name '${outName}' must be a plain file name"
+    else if refs == [ ] then "${src}"
+    else "$(${concatStringsSep " " ([ commandWord ] ++ map shellQuote args)} <<'${tag}_END'\n${sections}${tag}_END\n)";
+
+  templateFile = templateFileWith { };
 in
 {
   inherit Job Service Task Process Resources Constraint order Tasks SequentialTask SimpleTask;
+  inherit templateFile templateFileWith;
   inherit B KB MB GB TB;
 
   Announcer = construct "Announcer";

@@ -354,3 +354,42 @@ func runHelloWorld(t *testing.T, processes []process) {
 	}
 	t.Error("hello_world has no process named hello_world")
 }
+
+// TestTemplateFile checks what templateFile decides at evaluation: unknown
+// bindings are errors, a template without bindings is used from the store
+// as it is, and one with bindings becomes a call of nix-init render whose
+// values come through a quoted here-document. (Rendering itself is tested
+// with nix-init.)
+func TestTemplateFile(t *testing.T) {
+	testnix.Require(t)
+	t.Parallel()
+	eval := func(text string) (string, string, error) {
+		expr := fmt.Sprintf(`(import ./nix).templateFile (builtins.toFile "app.conf.in" %q)`, text)
+		return runNix(t, "nix-instantiate", "--eval", "--read-write-mode", "-E", expr)
+	}
+	_, stderr, err := eval("port {{thermos.ports[http]}} {{nope}}")
+	if err == nil || !strings.Contains(stderr, "aurora: templateFile") || !strings.Contains(stderr, "unknown binding '{{nope}}'") {
+		t.Fatalf("unknown binding: %v\n%s", err, stderr)
+	}
+	stdout, stderr, err := eval("no bindings here")
+	if err != nil || !strings.HasPrefix(strings.Trim(stdout, "\"\n"), "/nix/store/") || strings.Contains(stdout, "render") {
+		t.Fatalf("template without bindings: %v %s\n%s", err, stdout, stderr)
+	}
+	stdout, stderr, err = eval("a {{thermos.ports[http]}} b {{mesos.instance}} c {{thermos.ports[http]}}")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, stderr)
+	}
+	for _, want := range []string{
+		"/nix/var/nix/profiles/default/bin/nix-init 'render' '--template' '/nix/store/",
+		"'--out' 'app.conf'",
+		"'--binding' 'thermos.ports[http]' '--binding' 'mesos.instance' <<'NIX_AURORA_",
+		`\n{{thermos.ports[http]}}\nNIX_AURORA_`,
+	} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("fragment lacks %q:\n%s", want, stdout)
+		}
+	}
+	if strings.Count(stdout, "'--binding' 'thermos.ports[http]'") != 1 {
+		t.Errorf("a binding used twice is passed twice:\n%s", stdout)
+	}
+}

@@ -19,6 +19,7 @@ import (
 const realiseUsage = `Usage: nix-init [FLAGS] [NAME=]STOREPATH...
        nix-init status [FLAGS] [STOREPATH...]
        nix-init version
+       nix-init render --template FILE --out NAME --separator SEP [--binding NAME]...
 
 Makes the closure of each STOREPATH valid in the node's Nix store, fetching
 what is missing from the substituters, and roots it as GC-ROOT-DIR/NAME
@@ -27,6 +28,16 @@ first process; 'status' shows what a sandbox has, for debugging by hand.
 
 Flags:
 `
+
+// parseFailed reports a flag that does not parse (pflag prints nothing
+// itself with ContinueOnError) and returns the exit code; --help is no error.
+func parseFailed(e *env, cmd string, err error) int {
+	if errors.Is(err, pflag.ErrHelp) {
+		return exitOK
+	}
+	fmt.Fprintf(e.stderr, "%s: %v (see %s --help)\n", cmd, err, cmd)
+	return exitUsage
+}
 
 func isGaveUp(err error) bool { return errors.Is(err, realise.ErrGaveUp) }
 
@@ -48,10 +59,7 @@ func runRealise(ctx context.Context, e *env, args []string) int {
 		fmt.Fprint(e.stderr, realiseUsage+fs.FlagUsages()+"\n"+exitCodesHelp)
 	}
 	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, pflag.ErrHelp) {
-			return exitOK
-		}
-		return exitUsage
+		return parseFailed(e, "nix-init", err)
 	}
 	roots, err := parseRoots(fs.Args())
 	if err != nil {

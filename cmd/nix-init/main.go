@@ -55,6 +55,8 @@ func run(ctx context.Context, e *env, args []string) int {
 			return runStatus(ctx, e, args[1:])
 		case "version":
 			return runVersion(e, args[1:])
+		case "render":
+			return runRender(os.Stdin, e, args[1:])
 		}
 	}
 	return runRealise(ctx, e, args)

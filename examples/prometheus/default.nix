@@ -13,30 +13,27 @@ with aurora;
 let
   # Prometheus scrapes itself, so its config needs the port; but Thermos
   # binds {{thermos.ports[http]}} in cmdlines only, never in files. The
-  # store holds a template, which a process renders into the sandbox.
+  # store holds a template, and templateFile renders it into the sandbox
+  # when the process starts (nix-init render) and yields the file's path.
   configTemplate = pkgs.writeText "prometheus.yml.in" ''
     global:
       scrape_interval: 15s
       evaluation_interval: 15s
       external_labels:
         monitor: nix-aurora
+        instance: "{{mesos.instance}}"
 
     scrape_configs:
       - job_name: prometheus
         static_configs:
-          - targets: ['localhost:@HTTP_PORT@']
+          - targets: ['localhost:{{thermos.ports[http]}}']
   '';
-
-  config = Process {
-    name = "config";
-    cmdline = "${pkgs.gnused}/bin/sed -e 's/@HTTP_PORT@/{{thermos.ports[http]}}/g' ${configTemplate} > prometheus.yml";
-  };
 
   prometheus = Process {
     name = "prometheus";
     cmdline = builtins.concatStringsSep " " [
       "${pkgs.prometheus}/bin/prometheus"
-      "--config.file=prometheus.yml"
+      "--config.file=${templateFile configTemplate}"
       "--storage.tsdb.path=data"
       "--web.listen-address=:{{thermos.ports[http]}}"
     ];
@@ -49,8 +46,7 @@ Service {
   name = "prometheus";
 
   task = Task {
-    processes = [ config prometheus ];
-    constraints = order [ config prometheus ];
+    processes = [ prometheus ];
     resources = Resources { cpu = 1; ram = 512 * MB; disk = 1 * GB; };
   };
 

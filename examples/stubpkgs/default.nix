@@ -57,5 +57,4 @@ in
   inherit writeText;
   python3 = stub "python3" "3-stub" [ "python3" "python" ];
   prometheus = stub "prometheus" "2-stub" [ "prometheus" "promtool" ];
-  gnused = stub "gnused" "4-stub" [ "sed" ];
 }
