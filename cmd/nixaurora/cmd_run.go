@@ -1,0 +1,507 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"github.com/spf13/pflag"
+
+	"github.com/nix-aurora/nix-aurora/aurora"
+	"github.com/nix-aurora/nix-aurora/compile"
+	"github.com/nix-aurora/nix-aurora/thermos"
+)
+
+// defaultNixInit is the command the job library gives init processes
+// unless the job says otherwise: the cluster-wide profile's nix-init.
+const defaultNixInit = "/nix/var/nix/profiles/default/bin/nix-init"
+
+type runOptions struct {
+	sandbox  string
+	instance int
+	job      string
+	nixInit  string
+	build    buildOptions // -A, --arg, --argstr
+}
+
+func init() {
+	var opts runOptions
+	register(&command{
+		name:  "run",
+		usage: "[JOB.nix|JOB.json|DIR]",
+		summary: "Run one instance of a job's task on this machine as Thermos runs it on a node: order,\n" +
+			"retries, daemons, ephemeral and final processes, finalization; each process in the\n" +
+			"sandbox with Thermos' environment, its output in SANDBOX/.logs/NAME/RUN/{stdout,stderr}.\n" +
+			"A .json file is validated and run; anything else is built with nix-build first.\n" +
+			"Ctrl-C (SIGTERM) kills the task as Aurora does: SIGTERM to the processes, then the\n" +
+			"final processes, within the task's finalization_wait; a second Ctrl-C kills at once.\n" +
+			"Exit status 1 when the task failed or was killed.",
+		flags: func(fs *pflag.FlagSet) {
+			fs.StringVar(&opts.sandbox, "sandbox", "", "run in this directory, created if missing (default: a new temporary directory)")
+			fs.IntVar(&opts.instance, "instance", 0, "the instance to run ({{mesos.instance}})")
+			fs.StringVar(&opts.job, "job", "", "CLUSTER/ROLE/ENV/NAME (or NAME): the job to run, when the file holds several")
+			fs.StringVar(&opts.nixInit, "nix-init", "", "run this program where a cmdline starts with "+defaultNixInit+
+				" (to try a job on a machine whose profile has no nix-init)")
+			fs.StringVarP(&opts.build.attr, "attr", "A", "", "build this attribute of the expression")
+			fs.StringArrayVar(&opts.build.args, "arg", nil, "NAME=EXPR: pass the Nix expression EXPR as argument NAME (repeatable)")
+			fs.StringArrayVar(&opts.build.argstrs, "argstr", nil, "NAME=VALUE: pass the string VALUE as argument NAME (repeatable)")
+		},
+		run: func(ctx context.Context, e *env, args []string) error { return runRun(ctx, e, opts, args) },
+	})
+}
+
+func runRun(ctx context.Context, e *env, opts runOptions, args []string) error {
+	file := "."
+	switch len(args) {
+	case 0:
+	case 1:
+		file = args[0]
+	default:
+		return usagef("run takes one JOB.nix, JOB.json or DIR, got %d", len(args))
+	}
+	if opts.instance < 0 {
+		return usagef("--instance %d: instances count from 0", opts.instance)
+	}
+	jobs, err := loadRunJobs(ctx, e, file, opts.build)
+	if err != nil {
+		return err
+	}
+	job, err := pickRunJob(jobs, opts.job)
+	if err != nil {
+		return err
+	}
+	if n := job.InstanceCount(); int64(opts.instance) >= n {
+		return usagef("--instance %d: job %s has %d instance(s), 0 to %d", opts.instance, job.Key(), n, n-1)
+	}
+	if opts.nixInit != "" {
+		if job, err = withNixInit(job, opts.nixInit); err != nil {
+			return err
+		}
+	}
+
+	sandbox := opts.sandbox
+	if sandbox == "" {
+		if sandbox, err = os.MkdirTemp("", "nixaurora-run-"); err != nil {
+			return err
+		}
+	}
+
+	// The first SIGINT/SIGTERM cancels ctx (main's signal.NotifyContext):
+	// the task is killed gracefully. A second one aborts the finalization.
+	abort := make(chan struct{})
+	signals := make(chan os.Signal, 2)
+	signal.Notify(signals, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(signals)
+	stopSignals := make(chan struct{})
+	defer close(stopSignals)
+	view := newStatusView(e.stdout, job.Key(), opts.instance)
+	go func() {
+		for n := 0; ; {
+			select {
+			case <-signals:
+				if n++; n == 1 {
+					view.note("killing the task: SIGTERM to its processes, then its final processes (Ctrl-C again to kill at once)")
+				} else {
+					close(abort)
+					return
+				}
+			case <-stopSignals:
+				return
+			}
+		}
+	}()
+
+	view.start()
+	res, runErr := thermos.Run(ctx, job, thermos.Options{
+		Sandbox:  sandbox,
+		Instance: opts.instance,
+		Observer: view,
+		Abort:    abort,
+	})
+	view.stop()
+	if res == nil { // nothing ran
+		if opts.sandbox == "" {
+			os.Remove(sandbox)
+		}
+		return runErr
+	}
+	view.summary(res)
+	if runErr != nil {
+		explainFailures(e.stderr, res)
+	}
+	return runErr
+}
+
+// loadRunJobs reads a JSON document, or builds a Nix expression, and returns
+// its jobs, validated.
+func loadRunJobs(ctx context.Context, e *env, file string, b buildOptions) ([]aurora.Job, error) {
+	// A build's out-link (./result) is JSON too: look where links lead.
+	resolved, err := filepath.EvalSymlinks(file)
+	if err != nil {
+		resolved = file
+	}
+	if strings.HasSuffix(resolved, ".json") {
+		if b.attr != "" || len(b.args) > 0 || len(b.argstrs) > 0 {
+			return nil, usagef("-A, --arg and --argstr are for Nix expressions, not for %s", file)
+		}
+		data, err := os.ReadFile(file)
+		if err != nil {
+			return nil, err
+		}
+		doc, err := aurora.ValidateDocument(data)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", file, err)
+		}
+		return doc.Jobs, nil
+	}
+	nixArgs, err := nixBuildArgs(b)
+	if err != nil {
+		return nil, err
+	}
+	outs, err := compile.Build(ctx, compile.Options{File: file, Attr: b.attr, Args: nixArgs, Progress: e.stderr})
+	if err != nil {
+		return nil, err
+	}
+	var jobs []aurora.Job
+	for _, out := range outs {
+		jobs = append(jobs, out.Jobs...)
+	}
+	return jobs, nil
+}
+
+// pickRunJob returns the job that key names (its CLUSTER/ROLE/ENV/NAME, or its
+// name), or the only job when key is empty.
+func pickRunJob(jobs []aurora.Job, key string) (aurora.Job, error) {
+	var keys []string
+	for _, j := range jobs {
+		keys = append(keys, j.Key())
+	}
+	sort.Strings(keys)
+	if key == "" {
+		if len(jobs) == 1 {
+			return jobs[0], nil
+		}
+		return aurora.Job{}, usagef("the file holds %d jobs; pick one with --job KEY: %s", len(jobs), strings.Join(keys, ", "))
+	}
+	var found []aurora.Job
+	for _, j := range jobs {
+		if j.Key() == key || j.JobName() == key {
+			found = append(found, j)
+		}
+	}
+	switch len(found) {
+	case 1:
+		return found[0], nil
+	case 0:
+		return aurora.Job{}, usagef("--job %s: no such job; the file holds %s", key, strings.Join(keys, ", "))
+	}
+	return aurora.Job{}, usagef("--job %s names %d jobs: give CLUSTER/ROLE/ENV/NAME (%s)", key, len(found), strings.Join(keys, ", "))
+}
+
+// withNixInit returns a copy of job whose cmdlines that start with the
+// default nix-init start with path instead.
+func withNixInit(job aurora.Job, path string) (aurora.Job, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return job, err
+	}
+	if job.Task == nil {
+		return job, nil
+	}
+	task := *job.Task
+	task.Processes = append([]aurora.Process(nil), task.Processes...)
+	for i, p := range task.Processes {
+		if p.Cmdline == nil {
+			continue
+		}
+		// The init processes start with it, and templated files call it
+		// inside $(...): replace it wherever it stands as a word.
+		c := defaultNixInitWord.ReplaceAllString(*p.Cmdline, "${1}"+strings.ReplaceAll(shellWord(abs), "$", "$$"))
+		task.Processes[i].Cmdline = &c
+	}
+	job.Task = &task
+	return job, nil
+}
+
+var defaultNixInitWord = regexp.MustCompile(`(^|[\s(;|&])` + regexp.QuoteMeta(defaultNixInit) + `(?:$|\b)`)
+
+var shellSafeWord = regexp.MustCompile(`^[A-Za-z0-9@%+=:,./_-]+$`)
+
+func shellWord(s string) string {
+	if shellSafeWord.MatchString(s) {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// explainFailures shows the end of the stderr of each process whose last
+// run failed, and a hint when nix-init is missing.
+func explainFailures(w io.Writer, res *thermos.Result) {
+	for _, p := range res.Processes {
+		if len(p.Runs) == 0 || p.State != thermos.ProcessFailed {
+			continue
+		}
+		last := p.Runs[len(p.Runs)-1]
+		log := filepath.Join(res.Sandbox, ".logs", p.Name, fmt.Sprint(last.Run), "stderr")
+		if tail := logTail(log, 10); len(tail) > 0 {
+			fmt.Fprintf(w, "%s: the end of %s:\n", last, log)
+			for _, line := range tail {
+				fmt.Fprintf(w, "  | %s\n", line)
+			}
+		}
+		if last.ExitCode == 127 && strings.HasPrefix(p.Cmdline, defaultNixInit) {
+			if _, err := os.Stat(defaultNixInit); err != nil {
+				fmt.Fprintf(w, "hint: %s is not installed here; install nix-init in the default profile, "+
+					"or pass --nix-init PATH to use another one\n", defaultNixInit)
+			}
+		}
+	}
+}
+
+func logTail(file string, n int) []string {
+	f, err := os.Open(file)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	var lines []string
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	for sc.Scan() {
+		lines = append(lines, sc.Text())
+		if len(lines) > n {
+			lines = lines[1:]
+		}
+	}
+	return lines
+}
+
+// statusView shows the task's progress: on a terminal, one line per
+// process redrawn in place; otherwise one line per change.
+type statusView struct {
+	mu       sync.Mutex
+	w        io.Writer
+	tty      bool
+	key      string
+	instance int
+	begin    time.Time
+	task     thermos.TaskState
+	names    []string
+	status   map[string]thermos.ProcessStatus
+	failures map[string]int
+	width    int
+	drawn    int // lines of the live block on screen
+	done     chan struct{}
+	wg       sync.WaitGroup
+}
+
+func newStatusView(w io.Writer, key string, instance int) *statusView {
+	return &statusView{w: w, tty: writerIsTerminal(w), key: key, instance: instance,
+		status: map[string]thermos.ProcessStatus{}, failures: map[string]int{}, done: make(chan struct{})}
+}
+
+// writerIsTerminal reports whether w is a character device (a terminal).
+func writerIsTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok || os.Getenv("TERM") == "dumb" {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// terminalWidth is the number of columns of the terminal w (80 if unknown).
+func terminalWidth(w io.Writer) int {
+	f, ok := w.(*os.File)
+	if !ok {
+		return 80
+	}
+	var ws struct{ rows, cols, x, y uint16 }
+	_, _, errno := syscall.Syscall(syscall.SYS_IOCTL, f.Fd(), uintptr(syscall.TIOCGWINSZ), uintptr(unsafe.Pointer(&ws)))
+	if errno != 0 || ws.cols < 20 {
+		return 80
+	}
+	return int(ws.cols)
+}
+
+func (v *statusView) start() {
+	v.begin = time.Now()
+	if !v.tty {
+		return
+	}
+	v.wg.Add(1)
+	go func() {
+		defer v.wg.Done()
+		tick := time.NewTicker(200 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-tick.C:
+				v.mu.Lock()
+				v.redraw()
+				v.mu.Unlock()
+			case <-v.done:
+				return
+			}
+		}
+	}()
+}
+
+func (v *statusView) stop() {
+	close(v.done)
+	v.wg.Wait()
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.redraw()
+}
+
+// note prints a message above the live block.
+func (v *statusView) note(msg string) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.clear()
+	fmt.Fprintln(v.w, msg)
+	v.redraw()
+}
+
+func (v *statusView) TaskChanged(s thermos.TaskStatus) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.task = s.State
+	if s.State == thermos.TaskActive {
+		fmt.Fprintf(v.w, "task %s (%s, instance %d)\nsandbox %s\n", s.TaskID, v.key, v.instance, s.Sandbox)
+		if len(s.Ports) > 0 {
+			var ports []string
+			for name, port := range s.Ports {
+				ports = append(ports, fmt.Sprintf("%s=%d", name, port))
+			}
+			sort.Strings(ports)
+			fmt.Fprintf(v.w, "ports %s\n", strings.Join(ports, " "))
+		}
+		return
+	}
+	if v.tty {
+		v.redraw()
+		return
+	}
+	fmt.Fprintf(v.w, "%s task %s\n", v.clock(), s.State)
+}
+
+func (v *statusView) ProcessChanged(s thermos.ProcessStatus) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if _, ok := v.status[s.Process]; !ok {
+		v.names = append(v.names, s.Process)
+		v.width = max(v.width, len(s.Process))
+	}
+	v.status[s.Process] = s
+	if s.State == thermos.ProcessFailed {
+		v.failures[s.Process]++
+	}
+	if v.tty {
+		v.redraw()
+		return
+	}
+	if s.State == thermos.ProcessWaiting && s.Run == 0 {
+		return // every process starts so
+	}
+	fmt.Fprintf(v.w, "%s %s\n", v.clock(), s)
+}
+
+func (v *statusView) clock() string {
+	return fmt.Sprintf("[%6.1fs]", time.Since(v.begin).Seconds())
+}
+
+// line is the live line of one process.
+func (v *statusView) line(s thermos.ProcessStatus) string {
+	name := s.Process
+	if s.Final {
+		name += " (final)"
+	}
+	out := fmt.Sprintf("  %-*s  %-8s run %d", v.width+8, name, s.State, s.Run)
+	switch s.State {
+	case thermos.ProcessRunning:
+		out += "  " + shortDuration(time.Since(s.Start))
+	case thermos.ProcessSuccess, thermos.ProcessFailed, thermos.ProcessKilled:
+		if s.Start.IsZero() {
+			break // it never started: Message says why
+		}
+		if s.ExitCode < 0 {
+			out += fmt.Sprintf("  signal %d", -s.ExitCode)
+		} else {
+			out += fmt.Sprintf("  exit %d", s.ExitCode)
+		}
+		out += "  " + shortDuration(s.Duration)
+	}
+	if n := v.failures[s.Process]; n > 0 {
+		out += fmt.Sprintf("  (%d failed run(s))", n)
+	}
+	if s.Message != "" {
+		out += "  " + s.Message
+	}
+	return out
+}
+
+func shortDuration(d time.Duration) string {
+	switch {
+	case d < time.Second:
+		return d.Round(time.Millisecond).String()
+	case d < time.Minute:
+		return d.Round(100 * time.Millisecond).String()
+	}
+	return d.Round(time.Second).String()
+}
+
+// clear moves the cursor to the top of the live block and erases it.
+func (v *statusView) clear() {
+	if !v.tty || v.drawn == 0 {
+		return
+	}
+	fmt.Fprintf(v.w, "\x1b[%dA\r\x1b[J", v.drawn)
+	v.drawn = 0
+}
+
+// redraw draws the live block again (terminal only).
+func (v *statusView) redraw() {
+	if !v.tty || len(v.names) == 0 {
+		return
+	}
+	var b strings.Builder
+	if v.drawn > 0 {
+		fmt.Fprintf(&b, "\x1b[%dA", v.drawn)
+	}
+	lines := []string{fmt.Sprintf("task %s  %s", v.task, time.Since(v.begin).Round(100*time.Millisecond))}
+	for _, n := range v.names {
+		lines = append(lines, v.line(v.status[n]))
+	}
+	width := terminalWidth(v.w)
+	for _, l := range lines {
+		if r := []rune(l); len(r) >= width {
+			l = string(r[:width-1]) // a wrapped line would throw the cursor movements off
+		}
+		b.WriteString("\r\x1b[2K" + l + "\n")
+	}
+	io.WriteString(v.w, b.String())
+	v.drawn = len(lines)
+}
+
+// summary ends the output: the task's state and where the logs are.
+func (v *statusView) summary(res *thermos.Result) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	fmt.Fprintf(v.w, "task %s: %s after %s\nlogs: %s\n", res.TaskID, res.State,
+		shortDuration(time.Since(v.begin)), filepath.Join(res.Sandbox, ".logs", "PROCESS", "RUN", "{stdout,stderr}"))
+}
+
+var _ thermos.Observer = (*statusView)(nil)

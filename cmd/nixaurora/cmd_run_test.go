@@ -1,0 +1,224 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nix-aurora/nix-aurora/aurora"
+	"github.com/nix-aurora/nix-aurora/internal/testnix"
+)
+
+// The tests that run the CLI do not call t.Parallel: a command's options
+// live in one variable per command (see register), shared by concurrent runs.
+
+// runJob writes a job whose task is given as JSON, as Aurora's client reads it.
+func runJob(t *testing.T, name, task string) string {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), name+".json")
+	doc := `{"name": "` + name + `", "role": "www-data", "cluster": "devcluster", "environment": "devel",
+		"task": {"resources": {"cpu": 0.1, "ram": 16777216, "disk": 16777216}, ` + task + `}}`
+	if err := os.WriteFile(file, []byte(doc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return file
+}
+
+func TestRunJSON(t *testing.T) {
+	file := runJob(t, "greet", `"processes": [
+		{"name": "prepare", "cmdline": "echo 'export GREETING=hello' > .thermos_profile"},
+		{"name": "greet", "cmdline": "echo $GREETING instance {{mesos.instance}} > greeting"},
+		{"name": "bye", "final": true, "cmdline": "touch bye"}],
+		"constraints": [{"order": ["prepare", "greet"]}]`)
+	sandbox := filepath.Join(t.TempDir(), "sandbox")
+	code, out, errOut := runCLI(t, "run", file, "--sandbox", sandbox)
+	if code != exitOK {
+		t.Fatalf("exit %d\n%s%s", code, out, errOut)
+	}
+	for _, want := range []string{"sandbox " + sandbox, "prepare run 0: SUCCESS (exit 0)", "greet run 0: RUNNING",
+		"greet run 0: SUCCESS (exit 0)", "bye run 0: SUCCESS", "task FINALIZING", ": SUCCESS after", "www-data-devel-greet-0-"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "\x1b[") {
+		t.Errorf("ANSI sequences in output that is not a terminal:\n%q", out)
+	}
+	if data, _ := os.ReadFile(filepath.Join(sandbox, "greeting")); string(data) != "hello instance 0\n" {
+		t.Errorf("greeting %q", data)
+	}
+	if _, err := os.Stat(filepath.Join(sandbox, "bye")); err != nil {
+		t.Errorf("the final process did not run: %v", err)
+	}
+}
+
+func TestRunJSONFailing(t *testing.T) {
+	file := runJob(t, "broken", `"processes": [
+		{"name": "setup", "cmdline": "echo 'no such thing' >&2; exit 3"},
+		{"name": "app", "cmdline": "true"}],
+		"constraints": [{"order": ["setup", "app"]}]`)
+	code, out, errOut := runCLI(t, "run", file, "--sandbox", t.TempDir())
+	if code != exitFailure {
+		t.Fatalf("exit %d, want 1\n%s%s", code, out, errOut)
+	}
+	if !strings.Contains(out, "setup run 0: FAILED (exit 3)") || !strings.Contains(out, ": FAILED after") {
+		t.Errorf("output does not show the failure:\n%s", out)
+	}
+	for _, want := range []string{"task FAILED", "process setup failed (exit 3)", "process app never ran: it follows setup", "| no such thing"} {
+		if !strings.Contains(errOut, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, errOut)
+		}
+	}
+}
+
+func TestRunTempSandbox(t *testing.T) {
+	file := runJob(t, "hello", `"processes": [{"name": "hello", "cmdline": "echo hello"}]`)
+	code, out, errOut := runCLI(t, "run", file)
+	if code != exitOK {
+		t.Fatalf("exit %d\n%s%s", code, out, errOut)
+	}
+	_, rest, _ := strings.Cut(out, "sandbox ")
+	sandbox, _, _ := strings.Cut(rest, "\n")
+	if sandbox == "" {
+		t.Fatalf("no sandbox printed:\n%s", out)
+	}
+	defer os.RemoveAll(sandbox)
+	if data, err := os.ReadFile(filepath.Join(sandbox, ".logs", "hello", "0", "stdout")); string(data) != "hello\n" {
+		t.Errorf("hello's stdout in the printed sandbox: %q, %v", data, err)
+	}
+}
+
+func TestRunUsage(t *testing.T) {
+	dir := t.TempDir()
+	two := filepath.Join(dir, "two.json")
+	os.WriteFile(two, []byte(`{"jobs": [
+		{"name": "a", "role": "r", "cluster": "c", "environment": "devel",
+		 "task": {"processes": [{"name": "p", "cmdline": "true"}], "resources": {"cpu": 1, "ram": 1048576, "disk": 1048576}}},
+		{"name": "b", "role": "r", "cluster": "c", "environment": "devel",
+		 "task": {"processes": [{"name": "p", "cmdline": "false"}], "resources": {"cpu": 1, "ram": 1048576, "disk": 1048576}}}]}`), 0o644)
+	cases := []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"run", two}, exitUsage, "pick one with --job KEY: c/r/devel/a, c/r/devel/b"},
+		{[]string{"run", two, "--job", "nope"}, exitUsage, "no such job"},
+		{[]string{"run", two, "--job", "a", "--instance", "1"}, exitUsage, "has 1 instance(s)"},
+		{[]string{"run", two, "--job", "a", "--instance", "-1"}, exitUsage, "count from 0"},
+		{[]string{"run", two, "-A", "x"}, exitUsage, "for Nix expressions"},
+		{[]string{"run", two, two}, exitUsage, "one JOB"},
+		{[]string{"run", filepath.Join(dir, "missing.json")}, exitFailure, "missing.json"},
+		{[]string{"run", two, "--job", "c/r/devel/a", "--sandbox", filepath.Join(dir, "a")}, exitOK, ""},
+		{[]string{"run", two, "--job", "b", "--sandbox", filepath.Join(dir, "b")}, exitFailure, "process p failed (exit 1)"},
+	}
+	for _, c := range cases {
+		code, out, errOut := runCLI(t, c.args...)
+		if code != c.code || !strings.Contains(errOut, c.want) {
+			t.Errorf("%q: exit %d, want %d and %q\n%s%s", c.args, code, c.code, c.want, out, errOut)
+		}
+	}
+}
+
+func TestRunInterrupt(t *testing.T) {
+	file := runJob(t, "server", `"finalization_wait": 10, "processes": [
+		{"name": "server", "cmdline": "trap 'touch got_term; exit 0' TERM; touch started; sleep 30 & wait"},
+		{"name": "cleanup", "final": true, "cmdline": "touch cleaned_up"}]`)
+	sandbox := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+			if _, err := os.Stat(filepath.Join(sandbox, "started")); err == nil {
+				break
+			}
+		}
+		cancel() // what main's signal.NotifyContext does on Ctrl-C
+	}()
+	var stdout, stderr bytes.Buffer
+	start := time.Now()
+	code := run(ctx, &env{stdout: &stdout, stderr: &stderr}, []string{"run", file, "--sandbox", sandbox})
+	if code != exitFailure || !strings.Contains(stderr.String(), "task KILLED") {
+		t.Fatalf("exit %d, want 1 and a KILLED task\n%s%s", code, stdout.String(), stderr.String())
+	}
+	if d := time.Since(start); d > 8*time.Second {
+		t.Errorf("took %v", d)
+	}
+	for _, f := range []string{"got_term", "cleaned_up"} {
+		if _, err := os.Stat(filepath.Join(sandbox, f)); err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+}
+
+func TestWithNixInit(t *testing.T) {
+	t.Parallel()
+	doc, err := aurora.ParseDocument([]byte(`{"name": "x", "role": "r", "cluster": "c", "environment": "devel", "task": {"processes": [
+		{"name": "nix_init", "cmdline": "/nix/var/nix/profiles/default/bin/nix-init 'a=/nix/store/x'"},
+		{"name": "bare", "cmdline": "/nix/var/nix/profiles/default/bin/nix-init"},
+		{"name": "other", "cmdline": "/nix/var/nix/profiles/default/bin/nix-initx; echo /nix/var/nix/profiles/default/bin/nix-init"},
+		{"name": "templated", "cmdline": "app --config=$(/nix/var/nix/profiles/default/bin/nix-init 'render' --out x)"}]}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	orig := doc.Jobs[0]
+	job, err := withNixInit(orig, "/opt/my tools/nix-init")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{`'/opt/my tools/nix-init' 'a=/nix/store/x'`, `'/opt/my tools/nix-init'`,
+		// Another program's name is left alone; nix-init as a word is
+		// replaced wherever it is, as in a templated file's $(...).
+		"/nix/var/nix/profiles/default/bin/nix-initx; echo '/opt/my tools/nix-init'",
+		`app --config=$('/opt/my tools/nix-init' 'render' --out x)`}
+	for i, p := range job.Task.Processes {
+		if *p.Cmdline != want[i] {
+			t.Errorf("%s: %q, want %q", *p.Name, *p.Cmdline, want[i])
+		}
+	}
+	if c := *orig.Task.Processes[0].Cmdline; !strings.HasPrefix(c, defaultNixInit) {
+		t.Errorf("the original job was changed: %q", c)
+	}
+}
+
+// TestRunHelloWorld builds the example and runs it, its init process
+// running a stand-in for nix-init.
+func TestRunHelloWorld(t *testing.T) {
+	testnix.Require(t)
+	root := repoRoot(t)
+	dir := t.TempDir()
+	standIn := filepath.Join(dir, "nix-init")
+	os.WriteFile(standIn, []byte("#!/bin/sh\necho \"stand-in nix-init $*\"\n"), 0o755)
+	sandbox := filepath.Join(dir, "sandbox")
+	code, out, errOut := runCLI(t, "run", filepath.Join(root, "examples", "hello_world"), "--nix-init", standIn, "--sandbox", sandbox)
+	if code != exitOK {
+		t.Fatalf("exit %d\n%s%s", code, out, errOut)
+	}
+	for _, want := range []string{"nix_init run 0: SUCCESS", "hello_world run 0: SUCCESS", "devcluster/www-data/devel/hello_world"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	initOut, _ := os.ReadFile(filepath.Join(sandbox, ".logs", "nix_init", "0", "stdout"))
+	if !strings.HasPrefix(string(initOut), "stand-in nix-init hello_world=/nix/store/") {
+		t.Errorf("nix_init's stdout: %q", initOut)
+	}
+	helloOut, _ := os.ReadFile(filepath.Join(sandbox, ".logs", "hello_world", "0", "stdout"))
+	if !strings.Contains(string(helloOut), "hello world from nix-aurora (instance 0)") ||
+		!strings.Contains(string(helloOut), "This greeting was read from its own store path.") {
+		t.Errorf("hello_world's stdout: %q", helloOut)
+	}
+
+	// Without --nix-init, the job's own nix-init runs; where there is none,
+	// the task fails and says what to do.
+	if _, err := os.Stat(defaultNixInit); err == nil {
+		return
+	}
+	code, out, errOut = runCLI(t, "run", filepath.Join(root, "examples", "hello_world"), "--sandbox", filepath.Join(dir, "sandbox2"))
+	if code != exitFailure || !strings.Contains(errOut, "process nix_init failed (exit 127)") || !strings.Contains(errOut, "--nix-init") {
+		t.Errorf("without nix-init: exit %d\n%s%s", code, out, errOut)
+	}
+}
