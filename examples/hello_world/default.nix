@@ -5,7 +5,9 @@
 #
 # The program and the greeting it prints are two store paths, so the
 # process's root closure has several paths for nix-init to fetch.
-{ aurora ? import ../../nix }:
+# `nixInit` passes settings to the init process, e.g. the cache to fetch from:
+#   --arg nixInit '{ substituters = [ "https://cache.example.org" ]; trustedPublicKeys = [ "..." ]; }'
+{ aurora ? import ../../nix, nixInit ? { } }:
 
 let
   # Builders start with PATH=/path-not-set; mkdir and chmod come from the
@@ -52,6 +54,7 @@ Job {
   role = "www-data";
   environment = "devel";
   name = "hello_world";
+  inherit nixInit;
   task = Task {
     processes = [
       (Process {
