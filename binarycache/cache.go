@@ -1,0 +1,432 @@
+package binarycache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/semaphore"
+
+	"github.com/nix-aurora/nix-aurora/store"
+)
+
+// Options configure how caches are read. The zero value is usable but
+// trusts no key, so every narinfo fails verification.
+type Options struct {
+	// TrustedKeys are nix.conf's trusted-public-keys (plus the public
+	// halves of secret-key-files).
+	TrustedKeys []PublicKey
+	// Netrc supplies HTTP credentials (nix.conf's netrc-file); nil: none.
+	Netrc *Netrc
+	// HTTPClient is used for http(s) caches. nil: DefaultHTTPClient(),
+	// or a new client when ConnectTimeout is set (OpenAll shares one
+	// among its caches).
+	HTTPClient *http.Client
+	// ConnectTimeout bounds connection set-up (default DefaultConnectTimeout).
+	ConnectTimeout time.Duration
+	// StallTimeout aborts a request when no byte arrives for this long,
+	// headers included (default DefaultStallTimeout).
+	StallTimeout time.Duration
+	// MaxConnections bounds the concurrent requests to one cache
+	// (default DefaultMaxConnections). A NAR download holds its slot until
+	// its reader is closed.
+	MaxConnections int
+	// Attempts is how many times a request is tried when it fails with a
+	// transient error (default DefaultAttempts, Nix's download-attempts).
+	Attempts int
+	// RetryDelay is the first back-off delay, doubled (with jitter) after
+	// each failure (default DefaultRetryDelay).
+	RetryDelay time.Duration
+	// VerifyFileHash also checks the compressed file against FileHash and
+	// FileSize when the narinfo has them. Nix 2.8 does not (only NarHash
+	// and NarSize matter), so this is off by default.
+	VerifyFileHash bool
+	// Logf receives notes: retries, skipped caches, fallbacks. nil: silent.
+	Logf func(format string, args ...any)
+}
+
+func (o *Options) setDefaults() {
+	if o.StallTimeout <= 0 {
+		o.StallTimeout = DefaultStallTimeout
+	}
+	if o.MaxConnections <= 0 {
+		o.MaxConnections = DefaultMaxConnections
+	}
+	if o.Attempts <= 0 {
+		o.Attempts = DefaultAttempts
+	}
+	if o.RetryDelay <= 0 {
+		o.RetryDelay = DefaultRetryDelay
+	}
+	if o.HTTPClient == nil {
+		if o.ConnectTimeout > 0 {
+			o.HTTPClient = NewHTTPClient(o.ConnectTimeout)
+		} else {
+			o.HTTPClient = DefaultHTTPClient()
+		}
+	}
+}
+
+// Cache is one binary cache (a substituter), read over http(s) or from a
+// local directory (file://). It is safe for concurrent use.
+type Cache struct {
+	url           string
+	priority      int
+	wantMassQuery bool
+	opts          Options
+	be            backend
+	sem           *semaphore.Weighted
+	retry         retrier
+}
+
+// URL returns the cache's URL without parameters.
+func (c *Cache) URL() string { return c.url }
+
+// String returns the URL.
+func (c *Cache) String() string { return c.url }
+
+// Priority is the cache's priority: lower is tried first. It comes from the
+// URL's ?priority=N, else nix-cache-info's Priority, else 0, as in Nix.
+func (c *Cache) Priority() int { return c.priority }
+
+// WantMassQuery is from ?want-mass-query= or nix-cache-info.
+func (c *Cache) WantMassQuery() bool { return c.wantMassQuery }
+
+func (c *Cache) logf(format string, args ...any) {
+	if c.opts.Logf != nil {
+		c.opts.Logf(format, args...)
+	}
+}
+
+// cacheURL is a parsed cache URL.
+type cacheURL struct {
+	base          *url.URL // no query, no trailing slash
+	priority      *int
+	wantMassQuery *bool
+	params        url.Values
+}
+
+func parseCacheURL(raw string) (*cacheURL, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("bad cache URL: %w", err)
+	}
+	switch u.Scheme {
+	case "http", "https":
+		if u.Host == "" {
+			return nil, fmt.Errorf("cache URL %q has no host", raw)
+		}
+	case "file":
+		if u.Host != "" && u.Host != "localhost" {
+			return nil, fmt.Errorf("cache URL %q: a file:// URL needs an absolute path (file:///dir)", raw)
+		}
+		if !strings.HasPrefix(u.Path, "/") {
+			return nil, fmt.Errorf("cache URL %q: not an absolute path", raw)
+		}
+		u.Host = ""
+	default:
+		return nil, fmt.Errorf("cache URL %q: unsupported scheme (want http, https or file)", raw)
+	}
+	cu := &cacheURL{params: u.Query()}
+	if v := cu.params.Get("priority"); v != "" {
+		p, err := parseIntParam(v)
+		if err != nil {
+			return nil, fmt.Errorf("cache URL %q: priority: %v", raw, err)
+		}
+		cu.priority = &p
+	}
+	if v := cu.params.Get("want-mass-query"); v != "" {
+		b, err := parseBoolParam(v)
+		if err != nil {
+			return nil, fmt.Errorf("cache URL %q: want-mass-query: %v", raw, err)
+		}
+		cu.wantMassQuery = &b
+	}
+	u.RawQuery, u.Fragment, u.RawFragment = "", "", ""
+	u.Path = strings.TrimRight(u.Path, "/")
+	u.RawPath = ""
+	if u.Scheme == "file" && u.Path == "" {
+		u.Path = "/"
+	}
+	cu.base = u
+	return cu, nil
+}
+
+// Open opens the binary cache at rawURL (http://, https:// or file://,
+// with optional ?priority=N and ?want-mass-query=true|false) and reads its
+// nix-cache-info, which must exist and, if it names a StoreDir, name
+// /nix/store.
+func Open(ctx context.Context, rawURL string, opts Options) (*Cache, error) {
+	c, cu, err := newCache(rawURL, opts)
+	if err != nil {
+		return nil, err
+	}
+	info, err := c.getSmall(ctx, "nix-cache-info", 64<<10, false)
+	if errors.Is(err, ErrNotFound) {
+		return nil, &Error{Op: "open", Cache: c.url, Err: fmt.Errorf("%w (no nix-cache-info): %w", ErrNotBinaryCache, err)}
+	}
+	if err != nil {
+		return nil, &Error{Op: "open", Cache: c.url, Err: err}
+	}
+	if err := c.applyCacheInfo(info, cu); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// newCache sets up a Cache without any request.
+func newCache(rawURL string, opts Options) (*Cache, *cacheURL, error) {
+	opts.setDefaults()
+	cu, err := parseCacheURL(rawURL)
+	if err != nil {
+		return nil, nil, &Error{Op: "open", Cache: rawURL, Err: err}
+	}
+	c := &Cache{
+		opts:  opts,
+		sem:   semaphore.NewWeighted(int64(opts.MaxConnections)),
+		retry: retrier{attempts: opts.Attempts, delay: opts.RetryDelay, logf: opts.Logf},
+	}
+	if cu.base.Scheme == "file" {
+		c.be = &fileBackend{dir: cu.base.Path}
+		c.url = "file://" + cu.base.Path
+	} else {
+		c.be = &httpBackend{base: cu.base, client: opts.HTTPClient, netrc: opts.Netrc, stall: opts.StallTimeout}
+		c.url = cu.base.Redacted()
+	}
+	return c, cu, nil
+}
+
+func (c *Cache) applyCacheInfo(info []byte, cu *cacheURL) error {
+	ci, err := parseCacheInfo(info)
+	if err != nil {
+		return &Error{Op: "open", Cache: c.url, Err: err}
+	}
+	c.priority, c.wantMassQuery = ci.priority, ci.wantMassQuery
+	if cu.priority != nil {
+		c.priority = *cu.priority
+	}
+	if cu.wantMassQuery != nil {
+		c.wantMassQuery = *cu.wantMassQuery
+	}
+	return nil
+}
+
+type cacheInfo struct {
+	priority      int
+	wantMassQuery bool
+}
+
+// parseCacheInfo reads nix-cache-info as Nix does: "Key: value" lines,
+// values trimmed, lines without a colon and unknown keys ignored.
+func parseCacheInfo(b []byte) (cacheInfo, error) {
+	var ci cacheInfo
+	for _, line := range strings.Split(string(b), "\n") {
+		key, val, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		val = strings.TrimSpace(val)
+		switch key {
+		case "StoreDir":
+			if val != StoreDir {
+				return ci, fmt.Errorf("the cache is for Nix stores with prefix %q, not %q", val, StoreDir)
+			}
+		case "WantMassQuery":
+			ci.wantMassQuery = val == "1"
+		case "Priority":
+			p, err := parseIntParam(val)
+			if err != nil {
+				return ci, fmt.Errorf("nix-cache-info: bad Priority %q", clip(val))
+			}
+			ci.priority = p
+		}
+	}
+	return ci, nil
+}
+
+// getSmall fetches a whole small file, with retries (a truncated body is
+// retried too). narinfo selects Nix's narinfo semantics for 401/403/407.
+func (c *Cache) getSmall(ctx context.Context, name string, max int64, narinfo bool) ([]byte, error) {
+	var data []byte
+	err := c.retry.do(ctx, fmt.Sprintf("fetch %s from %s", name, c.url), func() error {
+		if err := c.sem.Acquire(ctx, 1); err != nil {
+			return err
+		}
+		defer c.sem.Release(1)
+		rc, err := c.be.open(ctx, name, 0, narinfo)
+		if err != nil {
+			return err
+		}
+		defer rc.Close()
+		b, err := io.ReadAll(io.LimitReader(rc, max+1))
+		if err != nil {
+			return err
+		}
+		if int64(len(b)) > max {
+			return &permanentError{fmt.Errorf("%s is larger than %d bytes", name, max)}
+		}
+		data = b
+		return nil
+	})
+	return data, err
+}
+
+// NarInfo fetches, parses and verifies the narinfo of storePath: it must be
+// for exactly that path and carry a signature by a trusted key. A cache
+// without it fails with ErrNotFound.
+func (c *Cache) NarInfo(ctx context.Context, storePath string) (*NarInfo, error) {
+	ni, err := c.fetchNarInfo(ctx, storePath)
+	if err != nil {
+		return nil, err
+	}
+	if err := Verify(ni, c.opts.TrustedKeys); err != nil {
+		return nil, &Error{Op: "verify narinfo", Path: storePath, Cache: c.url, Err: err}
+	}
+	return ni, nil
+}
+
+// fetchNarInfo fetches and parses a narinfo without verifying signatures.
+func (c *Cache) fetchNarInfo(ctx context.Context, storePath string) (*NarInfo, error) {
+	hash := HashPart(storePath)
+	if hash == "" {
+		return nil, &Error{Op: "fetch narinfo", Path: storePath, Cache: c.url, Err: fmt.Errorf("not a store path: %v", store.ValidatePath(storePath))}
+	}
+	data, err := c.getSmall(ctx, hash+".narinfo", MaxNarInfoSize, true)
+	if err != nil {
+		return nil, &Error{Op: "fetch narinfo", Path: hash, Cache: c.url, Err: err}
+	}
+	ni, err := ParseNarInfo(data)
+	if err == nil {
+		err = ni.CheckPath(storePath)
+	}
+	if err != nil {
+		return nil, &Error{Op: "fetch narinfo", Path: hash, Cache: c.url, Err: err}
+	}
+	return ni, nil
+}
+
+// Caches is a list of caches in the order they are asked: by priority,
+// keeping the configured order among equal priorities (Sort).
+type Caches []*Cache
+
+// Sort orders the caches by priority, stably.
+func (cs Caches) Sort() {
+	slices.SortStableFunc(cs, func(a, b *Cache) int { return a.priority - b.priority })
+}
+
+// OpenAll opens caches concurrently and returns those that opened, sorted
+// by priority. Caches that fail to open are left out, as Nix disables such
+// a substituter; the error (nil if all opened) says which and why. One HTTP
+// client is shared by all of them.
+func OpenAll(ctx context.Context, urls []string, opts Options) (Caches, error) {
+	if opts.HTTPClient == nil && opts.ConnectTimeout > 0 {
+		opts.HTTPClient = NewHTTPClient(opts.ConnectTimeout)
+	}
+	caches := make([]*Cache, len(urls))
+	errs := make([]error, len(urls))
+	var wg sync.WaitGroup
+	for i, u := range urls {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			caches[i], errs[i] = Open(ctx, u, opts)
+		}()
+	}
+	wg.Wait()
+	var out Caches
+	for i, c := range caches {
+		if c != nil {
+			out = append(out, c)
+		} else if opts.Logf != nil {
+			opts.Logf("warning: ignoring substituter %s: %v", urls[i], errs[i])
+		}
+	}
+	out.Sort()
+	return out, errors.Join(errs...)
+}
+
+// Lookup asks the caches in order for storePath's narinfo and returns the
+// first one that verifies, with its cache. A cache whose narinfo is not
+// signed by a trusted key (or is invalid) is skipped with a note, like
+// Nix. When no cache has a verified narinfo the error says why: ErrNotFound
+// when none has it, ErrUntrusted (and ErrBadSignature) when some have it
+// but unsigned, or the transient error of a cache that could not answer.
+func (cs Caches) Lookup(ctx context.Context, storePath string) (*NarInfo, *Cache, error) {
+	if err := store.ValidatePath(storePath); err != nil {
+		return nil, nil, &Error{Op: "look up", Path: storePath, Err: err}
+	}
+	var unsigned, badSig, invalid []string
+	var failed []error
+	for _, c := range cs {
+		ni, err := c.NarInfo(ctx, storePath)
+		if err == nil {
+			return ni, c, nil
+		}
+		if ctx.Err() != nil {
+			return nil, nil, err
+		}
+		switch {
+		case errors.Is(err, ErrNotFound):
+		case errors.Is(err, ErrBadSignature):
+			badSig = append(badSig, c.url)
+			c.logf("warning: the substitute for %s from %s has a malformed signature: %v", storePath, c.url, err)
+		case errors.Is(err, ErrUntrusted):
+			unsigned = append(unsigned, c.url)
+			c.logf("warning: the substitute for %s from %s is not signed by any of the keys in trusted-public-keys", storePath, c.url)
+		case errors.Is(err, ErrBadNarInfo):
+			invalid = append(invalid, c.url)
+			c.logf("warning: %v", err)
+		default:
+			failed = append(failed, err)
+			c.logf("warning: %v", err)
+		}
+	}
+	var err error
+	switch {
+	case len(unsigned)+len(badSig) > 0:
+		had := append(append([]string(nil), unsigned...), badSig...)
+		if len(badSig) > 0 {
+			err = fmt.Errorf("%w, %w: %s have it but not signed by any trusted key (%s)",
+				ErrUntrusted, ErrBadSignature, strings.Join(had, ", "), keyNames(cs.keys()))
+		} else {
+			err = fmt.Errorf("%w: %s have it but not signed by any trusted key (%s); add the cache's public key to trusted-public-keys",
+				ErrUntrusted, strings.Join(had, ", "), keyNames(cs.keys()))
+		}
+	case len(failed) > 0:
+		err = failed[0]
+		if len(failed) > 1 {
+			err = fmt.Errorf("%w (and %d more caches failed)", failed[0], len(failed)-1)
+		}
+		return nil, nil, err
+	case len(invalid) > 0:
+		err = fmt.Errorf("%w: %s served an invalid narinfo", ErrBadNarInfo, strings.Join(invalid, ", "))
+	default:
+		err = fmt.Errorf("%w: no substituter has it (asked %s)", ErrNotFound, cs.urls())
+	}
+	return nil, nil, &Error{Op: "look up", Path: storePath, Err: err}
+}
+
+func (cs Caches) urls() string {
+	if len(cs) == 0 {
+		return "no substituters"
+	}
+	var u []string
+	for _, c := range cs {
+		u = append(u, c.url)
+	}
+	return strings.Join(u, ", ")
+}
+
+func (cs Caches) keys() []PublicKey {
+	if len(cs) == 0 {
+		return nil
+	}
+	return cs[0].opts.TrustedKeys
+}

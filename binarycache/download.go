@@ -1,0 +1,321 @@
+package binarycache
+
+import (
+	"bytes"
+	"compress/bzip2"
+	"compress/gzip"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"sync"
+
+	"github.com/andybalholm/brotli"
+	"github.com/klauspost/compress/zstd"
+	"github.com/ulikunitz/xz"
+
+	"github.com/nix-aurora/nix-aurora/nar"
+)
+
+// decompressor wraps r to decompress a NAR file by its Compression field
+// (not by its file name: gzip NARs are named .nar). Construction is lazy,
+// so that every error surfaces from Read.
+type decompressor struct {
+	method string
+	src    io.Reader
+	r      io.Reader
+	zstd   *zstd.Decoder
+	err    error
+}
+
+// Compressions this package can read.
+var readableCompressions = []string{"none", "xz", "bzip2", "zstd", "gzip", "br"}
+
+func checkCompression(method string) error {
+	for _, m := range readableCompressions {
+		if m == method {
+			return nil
+		}
+	}
+	return fmt.Errorf("unsupported compression %q (supported: none, xz, bzip2, zstd, gzip, br)", method)
+}
+
+func (d *decompressor) Read(p []byte) (int, error) {
+	if d.err != nil {
+		return 0, d.err
+	}
+	if d.r == nil {
+		var err error
+		switch d.method {
+		case "none":
+			d.r = d.src
+		case "xz":
+			d.r, err = xz.NewReader(d.src)
+		case "bzip2":
+			d.r = bzip2.NewReader(d.src)
+		case "zstd":
+			d.zstd, err = zstd.NewReader(d.src, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true))
+			d.r = d.zstd
+		case "gzip":
+			d.r, err = gzip.NewReader(d.src)
+		case "br":
+			d.r = brotli.NewReader(d.src)
+		default:
+			err = checkCompression(d.method)
+		}
+		if err != nil {
+			d.err = fmt.Errorf("decompressing (%s): %w", d.method, err)
+			return 0, d.err
+		}
+	}
+	n, err := d.r.Read(p)
+	if err != nil && err != io.EOF {
+		err = fmt.Errorf("decompressing (%s): %w", d.method, err)
+		d.err = err
+	}
+	return n, err
+}
+
+func (d *decompressor) close() {
+	if d.zstd != nil {
+		d.zstd.Close()
+	}
+}
+
+// hashCheck counts and hashes the bytes passing through, fails as soon as
+// more than size bytes arrive, and at EOF fails unless exactly size bytes
+// with the expected sha256 arrived.
+type hashCheck struct {
+	r        io.Reader
+	what     string // "NAR" or "compressed file"
+	want     []byte // nil: not checked
+	size     uint64
+	haveSize bool // false: size not checked
+	n        uint64
+	h        hash.Hash
+	err      error
+}
+
+func newHashCheck(r io.Reader, what string, want []byte, size uint64, haveSize bool) *hashCheck {
+	if !haveSize {
+		size = ^uint64(0)
+	}
+	return &hashCheck{r: r, what: what, want: want, size: size, haveSize: haveSize, h: sha256.New()}
+}
+
+func (c *hashCheck) Read(p []byte) (int, error) {
+	if c.err != nil {
+		return 0, c.err
+	}
+	n, err := c.r.Read(p)
+	if uint64(n) > c.size-c.n {
+		n = int(c.size - c.n)
+		c.h.Write(p[:n])
+		c.n += uint64(n)
+		c.err = fmt.Errorf("%w: more than the %d bytes of %s the narinfo announces", ErrHashMismatch, c.size, c.what)
+		return n, c.err
+	}
+	c.h.Write(p[:n])
+	c.n += uint64(n)
+	if err == io.EOF {
+		if c.haveSize && c.n != c.size {
+			c.err = fmt.Errorf("%w: %s is %d bytes, the narinfo says %d", ErrHashMismatch, c.what, c.n, c.size)
+			return n, c.err
+		}
+		if got := c.h.Sum(nil); c.want != nil && !bytes.Equal(got, c.want) {
+			c.err = fmt.Errorf("%w: %s has sha256 %s, the narinfo says %s", ErrHashMismatch, c.what, nix32(got), nix32(c.want))
+			return n, c.err
+		}
+		c.err = io.EOF
+	} else if err != nil {
+		c.err = err
+	}
+	return n, err
+}
+
+// resumingBody reads a NAR file and, when the connection fails with a
+// transient error mid-way, asks again for the rest (HTTP Range), with the
+// cache's retry policy. A server that cannot resume makes it give up with
+// the original error.
+type resumingBody struct {
+	ctx  context.Context
+	c    *Cache
+	name string
+	cur  io.ReadCloser
+	off  int64
+	b    retrier
+	err  error
+}
+
+func (r *resumingBody) Read(p []byte) (int, error) {
+	if r.err != nil {
+		return 0, r.err
+	}
+	for {
+		n, err := r.cur.Read(p)
+		r.off += int64(n)
+		if err == nil || err == io.EOF || n > 0 {
+			if err != nil && err != io.EOF {
+				// Report the bytes now; handle the error on the next call.
+				if !r.resume(err) {
+					r.err = err
+				}
+				return n, nil
+			}
+			return n, err
+		}
+		if !r.resume(err) {
+			r.err = err
+			return 0, err
+		}
+	}
+}
+
+// resume reopens the file at the current offset; false if it cannot.
+func (r *resumingBody) resume(cause error) bool {
+	if !IsTransient(cause) || r.ctx.Err() != nil {
+		return false
+	}
+	r.cur.Close()
+	r.cur = io.NopCloser(bytes.NewReader(nil))
+	first := true
+	err := r.b.do(r.ctx, fmt.Sprintf("resume %s at byte %d", r.name, r.off), func() error {
+		if first {
+			first = false
+			return cause // counts as the first failed attempt, and backs off
+		}
+		rc, err := r.c.be.open(r.ctx, r.name, r.off, false)
+		if err != nil {
+			return err
+		}
+		r.cur = rc
+		return nil
+	})
+	if err != nil {
+		r.c.logf("cannot resume %s from %s at byte %d: %v", r.name, r.c.url, r.off, err)
+		return false
+	}
+	return true
+}
+
+func (r *resumingBody) Close() error { return r.cur.Close() }
+
+// narStream is what OpenNar returns.
+type narStream struct {
+	pr     *io.PipeReader
+	cancel context.CancelFunc
+	done   chan struct{}
+	once   sync.Once
+	wrap   func(error) error
+	closer func()
+}
+
+func (s *narStream) Read(p []byte) (int, error) {
+	n, err := s.pr.Read(p)
+	if err != nil && err != io.EOF {
+		err = s.wrap(err)
+	}
+	return n, err
+}
+
+func (s *narStream) Close() error {
+	s.once.Do(func() {
+		s.cancel()
+		s.pr.Close()
+		<-s.done
+		s.closer()
+	})
+	return nil
+}
+
+// OpenNar downloads the NAR that ni (a narinfo this cache returned, through
+// NarInfo, Lookup or Plan) describes, and returns it decompressed as a
+// stream. Nothing is buffered beyond small read buffers. The stream is
+// verified as it is read: it fails as soon as more than NarSize bytes
+// arrive, and at the end it returns io.EOF only if exactly NarSize bytes
+// with the sha256 NarHash arrived and they form one canonical NAR (package
+// nar); otherwise the last Read fails (ErrHashMismatch, or a nar format
+// error). Consumers must treat the bytes as unverified until io.EOF.
+//
+// A connection failing mid-way is resumed (HTTP Range) when the server
+// allows it. The caller must Close the stream; that frees the cache's
+// connection slot.
+func (c *Cache) OpenNar(ctx context.Context, ni *NarInfo) (io.ReadCloser, error) {
+	wrap := func(err error) error {
+		return &Error{Op: "download NAR", Path: ni.StorePath, Cache: c.url, Err: err}
+	}
+	narDigest, err := ni.narDigest()
+	if err != nil {
+		return nil, wrap(fmt.Errorf("%w: NarHash: %v", ErrBadNarInfo, err))
+	}
+	if ni.NarSize == 0 {
+		return nil, wrap(fmt.Errorf("%w: NarSize is 0", ErrBadNarInfo))
+	}
+	method := ni.Compression
+	if method == "" {
+		method = "bzip2"
+	}
+	if err := checkCompression(method); err != nil {
+		return nil, wrap(&permanentError{err})
+	}
+	var fileDigest []byte
+	if c.opts.VerifyFileHash && ni.FileHash != "" {
+		if fileDigest, err = sha256Digest(ni.FileHash); err != nil {
+			return nil, wrap(fmt.Errorf("%w: FileHash: %v", ErrBadNarInfo, err))
+		}
+	}
+	if err := c.sem.Acquire(ctx, 1); err != nil {
+		return nil, wrap(err)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	var body io.ReadCloser
+	err = c.retry.do(ctx, fmt.Sprintf("download %s from %s", ni.URL, c.url), func() error {
+		rc, err := c.be.open(ctx, ni.URL, 0, false)
+		if err != nil {
+			return err
+		}
+		body = rc
+		return nil
+	})
+	if err != nil {
+		cancel()
+		c.sem.Release(1)
+		if errors.Is(err, ErrNotFound) {
+			err = fmt.Errorf("the narinfo exists but its NAR %s does not: %w", ni.URL, err)
+		}
+		return nil, wrap(err)
+	}
+	rb := &resumingBody{ctx: ctx, c: c, name: ni.URL, cur: body, b: c.retry}
+	var file io.Reader = rb
+	if fileDigest != nil || (c.opts.VerifyFileHash && ni.FileSize != 0) {
+		file = newHashCheck(rb, "compressed file", fileDigest, ni.FileSize, ni.FileSize != 0)
+	}
+	dec := &decompressor{method: method, src: file}
+	check := newHashCheck(dec, "NAR", narDigest, ni.NarSize, true)
+	pr, pw := io.Pipe()
+	s := &narStream{pr: pr, cancel: cancel, done: make(chan struct{}), wrap: wrap}
+	s.closer = func() {
+		rb.Close()
+		dec.close()
+		c.sem.Release(1)
+	}
+	go func() {
+		defer close(s.done)
+		_, err := nar.Copy(pw, check)
+		pw.CloseWithError(err)
+	}()
+	return s, nil
+}
+
+// Download writes the verified NAR of ni to w (see OpenNar) and returns its
+// size. On error w may have received unverified bytes: discard them.
+func (c *Cache) Download(ctx context.Context, ni *NarInfo, w io.Writer) (int64, error) {
+	rc, err := c.OpenNar(ctx, ni)
+	if err != nil {
+		return 0, err
+	}
+	defer rc.Close()
+	return io.Copy(w, rc)
+}

@@ -1,0 +1,417 @@
+package binarycache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+)
+
+// Defaults of Options, after Nix 2.8's settings where it has one.
+const (
+	DefaultAttempts       = 5 // download-attempts
+	DefaultRetryDelay     = 250 * time.Millisecond
+	DefaultMaxConnections = 25               // http-connections
+	DefaultConnectTimeout = 20 * time.Second // Nix: connect-timeout 0, curl's default 300 s
+	DefaultStallTimeout   = 60 * time.Second // Nix: stalled-download-timeout 300 s
+	maxRetryDelay         = 10 * time.Second
+)
+
+// NewHTTPClient returns an HTTP client for binary caches: proxies from the
+// environment, connections kept alive and reused (many idle connections per
+// host, for parallel downloads), the given connect timeout (0: the
+// default), and no overall timeout, since NARs are streamed: stalls are
+// caught per read (Options.StallTimeout).
+func NewHTTPClient(connectTimeout time.Duration) *http.Client {
+	if connectTimeout <= 0 {
+		connectTimeout = DefaultConnectTimeout
+	}
+	d := &net.Dialer{Timeout: connectTimeout, KeepAlive: 30 * time.Second}
+	t := &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           d.DialContext,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          256,
+		MaxIdleConnsPerHost:   64,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   connectTimeout,
+		ExpectContinueTimeout: time.Second,
+	}
+	return &http.Client{Transport: t}
+}
+
+var (
+	defaultClientOnce sync.Once
+	defaultClient     *http.Client
+)
+
+// DefaultHTTPClient is the client shared by every Cache whose Options name
+// none: one connection pool for the whole process.
+func DefaultHTTPClient() *http.Client {
+	defaultClientOnce.Do(func() { defaultClient = NewHTTPClient(0) })
+	return defaultClient
+}
+
+// backend is where a cache's files live.
+type backend interface {
+	// open opens a file (a name relative to the cache, or for HTTP caches
+	// an absolute http(s) URL) for reading, at byte offset off.
+	open(ctx context.Context, name string, off int64, narinfo bool) (io.ReadCloser, error)
+	// put stores a file. body may be called again to retry.
+	put(ctx context.Context, name, contentType string, size int64, body func() (io.ReadCloser, error)) error
+	String() string
+}
+
+// checkName refuses names that could escape the cache.
+func checkName(name string) error {
+	if name == "" || strings.HasPrefix(name, "/") || strings.ContainsAny(name, "\x00\\?#") ||
+		path.Clean(name) != name || name == ".." || strings.HasPrefix(name, "../") {
+		return fmt.Errorf("%w: file name %q is not a clean relative path", ErrBadNarInfo, clip(name))
+	}
+	return nil
+}
+
+// ---- file:// ----
+
+type fileBackend struct{ dir string }
+
+func (f *fileBackend) String() string { return "file://" + f.dir }
+
+func (f *fileBackend) open(ctx context.Context, name string, off int64, _ bool) (io.ReadCloser, error) {
+	if err := checkName(name); err != nil {
+		return nil, &permanentError{err}
+	}
+	fh, err := os.Open(filepath.Join(f.dir, filepath.FromSlash(name)))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("%w: %s does not exist", ErrNotFound, name)
+	}
+	if err != nil {
+		return nil, &permanentError{err}
+	}
+	if off > 0 {
+		if _, err := fh.Seek(off, io.SeekStart); err != nil {
+			fh.Close()
+			return nil, &permanentError{err}
+		}
+	}
+	return fh, nil
+}
+
+// put writes through a temporary file in the same directory and renames it
+// into place, so readers never see a partial file.
+func (f *fileBackend) put(ctx context.Context, name, _ string, _ int64, body func() (io.ReadCloser, error)) error {
+	if err := checkName(name); err != nil {
+		return err
+	}
+	dst := filepath.Join(f.dir, filepath.FromSlash(name))
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return err
+	}
+	rc, err := body()
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	tmp, err := os.CreateTemp(filepath.Dir(dst), ".tmp-"+filepath.Base(dst)+"-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := io.Copy(tmp, ctxReader{ctx, rc}); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Chmod(0o644); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), dst)
+}
+
+// renameInto moves a finished local file into the cache (file:// only).
+func (f *fileBackend) renameInto(src, name string) error {
+	if err := checkName(name); err != nil {
+		return err
+	}
+	dst := filepath.Join(f.dir, filepath.FromSlash(name))
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return err
+	}
+	if err := os.Chmod(src, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(src, dst)
+}
+
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}
+
+// ---- http(s):// ----
+
+type httpBackend struct {
+	base   *url.URL // without a trailing slash
+	client *http.Client
+	netrc  *Netrc
+	stall  time.Duration
+}
+
+func (h *httpBackend) String() string { return h.base.String() }
+
+func (h *httpBackend) resolve(name string) (*url.URL, error) {
+	if strings.HasPrefix(name, "http://") || strings.HasPrefix(name, "https://") {
+		u, err := url.Parse(name)
+		if err != nil {
+			return nil, &permanentError{fmt.Errorf("%w: bad URL %q", ErrBadNarInfo, clip(name))}
+		}
+		return u, nil
+	}
+	if err := checkName(name); err != nil {
+		return nil, &permanentError{err}
+	}
+	u := *h.base
+	u.Path = strings.TrimSuffix(u.Path, "/") + "/" + name
+	u.RawPath = ""
+	return &u, nil
+}
+
+func (h *httpBackend) request(ctx context.Context, method string, u *url.URL, body io.Reader) (*http.Request, error) {
+	req, err := http.NewRequestWithContext(ctx, method, u.String(), body)
+	if err != nil {
+		return nil, &permanentError{err}
+	}
+	req.Header.Set("User-Agent", "nix-aurora")
+	if u.User == nil {
+		if login, pw, ok := h.netrc.Credentials(u.Hostname()); ok {
+			req.SetBasicAuth(login, pw)
+		}
+	}
+	return req, nil
+}
+
+// stallGuard cancels a request when no progress is made for d. It starts
+// when the request is sent, so it also bounds the wait for headers.
+type stallGuard struct {
+	cancel context.CancelCauseFunc
+	timer  *time.Timer
+	d      time.Duration
+}
+
+func newStallGuard(ctx context.Context, d time.Duration) (context.Context, *stallGuard) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	g := &stallGuard{cancel: cancel, d: d}
+	g.timer = time.AfterFunc(d, func() {
+		cancel(fmt.Errorf("%w: no data for %v", ErrStalled, d))
+	})
+	return ctx, g
+}
+
+func (g *stallGuard) progress() { g.timer.Reset(g.d) }
+
+func (g *stallGuard) stop() {
+	g.timer.Stop()
+	g.cancel(context.Canceled)
+}
+
+// stalled returns the stall error if the guard fired, else err.
+func stalledOr(ctx context.Context, err error) error {
+	if cause := context.Cause(ctx); cause != nil && errors.Is(cause, ErrStalled) {
+		return cause
+	}
+	return err
+}
+
+type guardedBody struct {
+	ctx   context.Context
+	body  io.ReadCloser
+	guard *stallGuard
+}
+
+func (b *guardedBody) Read(p []byte) (int, error) {
+	n, err := b.body.Read(p)
+	if n > 0 {
+		b.guard.progress()
+	}
+	if err != nil && err != io.EOF {
+		err = stalledOr(b.ctx, err)
+	}
+	return n, err
+}
+
+func (b *guardedBody) Close() error {
+	b.guard.stop()
+	return b.body.Close()
+}
+
+func (h *httpBackend) open(ctx context.Context, name string, off int64, narinfo bool) (io.ReadCloser, error) {
+	u, err := h.resolve(name)
+	if err != nil {
+		return nil, err
+	}
+	rctx, guard := newStallGuard(ctx, h.stall)
+	req, err := h.request(rctx, http.MethodGet, u, nil)
+	if err != nil {
+		guard.stop()
+		return nil, err
+	}
+	if off > 0 {
+		req.Header.Set("Range", fmt.Sprintf("bytes=%d-", off))
+	}
+	resp, err := h.client.Do(req)
+	if err != nil {
+		err = stalledOr(rctx, err)
+		guard.stop()
+		return nil, err
+	}
+	guard.progress()
+	ok := resp.StatusCode == http.StatusOK
+	if off > 0 {
+		ok = resp.StatusCode == http.StatusPartialContent && strings.HasPrefix(resp.Header.Get("Content-Range"), fmt.Sprintf("bytes %d-", off))
+	}
+	if !ok {
+		io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
+		resp.Body.Close()
+		guard.stop()
+		switch code := resp.StatusCode; {
+		case code == http.StatusNotFound || code == http.StatusGone,
+			narinfo && (code == http.StatusUnauthorized || code == http.StatusForbidden || code == http.StatusProxyAuthRequired):
+			return nil, fmt.Errorf("%w: HTTP %s", ErrNotFound, resp.Status)
+		case off > 0 && code == http.StatusOK:
+			return nil, &permanentError{errors.New("the server does not support resuming downloads (Range)")}
+		}
+		return nil, &HTTPError{Method: http.MethodGet, URL: u.Redacted(), StatusCode: resp.StatusCode, Status: resp.Status}
+	}
+	return &guardedBody{ctx: rctx, body: resp.Body, guard: guard}, nil
+}
+
+func (h *httpBackend) put(ctx context.Context, name, contentType string, size int64, body func() (io.ReadCloser, error)) error {
+	u, err := h.resolve(name)
+	if err != nil {
+		return err
+	}
+	rc, err := body()
+	if err != nil {
+		return &permanentError{err}
+	}
+	rctx, guard := newStallGuard(ctx, h.stall)
+	defer guard.stop()
+	req, err := h.request(rctx, http.MethodPut, u, &progressReader{rc, guard})
+	if err != nil {
+		rc.Close()
+		return err
+	}
+	req.ContentLength = size
+	req.GetBody = func() (io.ReadCloser, error) { return body() }
+	req.Header.Set("Content-Type", contentType)
+	resp, err := h.client.Do(req)
+	if err != nil {
+		return stalledOr(rctx, err)
+	}
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
+	resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return &HTTPError{Method: http.MethodPut, URL: u.Redacted(), StatusCode: resp.StatusCode, Status: resp.Status}
+	}
+	return nil
+}
+
+type progressReader struct {
+	rc    io.ReadCloser
+	guard *stallGuard
+}
+
+func (p *progressReader) Read(b []byte) (int, error) {
+	n, err := p.rc.Read(b)
+	if n > 0 {
+		p.guard.progress()
+	}
+	return n, err
+}
+
+func (p *progressReader) Close() error { return p.rc.Close() }
+
+// ---- retries ----
+
+type retrier struct {
+	attempts int
+	delay    time.Duration
+	logf     func(string, ...any)
+}
+
+// do runs op until it succeeds, fails permanently, or has been tried
+// r.attempts times, backing off exponentially with jitter in between.
+func (r retrier) do(ctx context.Context, what string, op func() error) error {
+	b := backoff.NewExponentialBackOff(
+		backoff.WithInitialInterval(r.delay),
+		backoff.WithMultiplier(2),
+		backoff.WithRandomizationFactor(0.5),
+		backoff.WithMaxInterval(maxRetryDelay),
+		backoff.WithMaxElapsedTime(0),
+	)
+	for attempt := 1; ; attempt++ {
+		err := op()
+		if err == nil {
+			return nil
+		}
+		if !IsTransient(err) || ctx.Err() != nil {
+			var perm *permanentError
+			if errors.As(err, &perm) && perm == err {
+				return perm.err
+			}
+			return err
+		}
+		if attempt >= r.attempts {
+			if attempt > 1 {
+				return fmt.Errorf("%w (after %d attempts)", err, attempt)
+			}
+			return err
+		}
+		d := b.NextBackOff()
+		if r.logf != nil {
+			r.logf("%s: %v; retrying in %v (attempt %d of %d)", what, err, d.Round(time.Millisecond), attempt+1, r.attempts)
+		}
+		t := time.NewTimer(d)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+	}
+}
+
+// parseBoolParam parses a Nix boolean store setting.
+func parseBoolParam(s string) (bool, error) {
+	switch s {
+	case "true", "1":
+		return true, nil
+	case "false", "0":
+		return false, nil
+	}
+	return false, fmt.Errorf("%q is not a Boolean (true or false)", s)
+}
+
+func parseIntParam(s string) (int, error) { return strconv.Atoi(strings.TrimSpace(s)) }
