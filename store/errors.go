@@ -59,9 +59,11 @@ func IsConnectionError(err error) bool {
 		errors.Is(err, syscall.EPIPE) {
 		return true
 	}
-	// A socket that is missing while the daemon restarts.
+	// A socket that is missing while the daemon restarts, or whose listen
+	// backlog is full (many sandboxes starting at once: EAGAIN on a unix
+	// socket).
 	var oe *net.OpError
-	return errors.As(err, &oe) && oe.Op == "dial" && errors.Is(err, syscall.ENOENT)
+	return errors.As(err, &oe) && oe.Op == "dial" && (errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.EAGAIN))
 }
 
 // protocolErrorf makes an error wrapping ErrProtocol.

@@ -109,7 +109,8 @@ func TestResolveUnwritableStateDir(t *testing.T) {
 
 func TestIsConnectionError(t *testing.T) {
 	yes := []error{io.EOF, io.ErrUnexpectedEOF, ErrBroken, syscall.ECONNRESET, syscall.EPIPE, syscall.ECONNREFUSED,
-		&net.OpError{Op: "dial", Err: os.NewSyscallError("connect", syscall.ENOENT)}}
+		&net.OpError{Op: "dial", Err: os.NewSyscallError("connect", syscall.ENOENT)},
+		&net.OpError{Op: "dial", Err: os.NewSyscallError("connect", syscall.EAGAIN)}}
 	no := []error{nil, ErrNotValid, &DaemonError{Message: "x"}, context.Canceled, errors.New("other"),
 		&os.PathError{Op: "open", Err: syscall.ENOENT}}
 	for _, e := range yes {
