@@ -7,7 +7,8 @@
 # process's root closure has several paths for nix-init to fetch.
 # `nixInit` passes settings to the init process, e.g. the cache to fetch from:
 #   --arg nixInit '{ substituters = [ "https://cache.example.org" ]; trustedPublicKeys = [ "..." ]; }'
-{ aurora ? import ../../nix, nixInit ? { } }:
+# `message` changes the greeting, and so every store path of the closure.
+{ aurora ? import ../../nix, nixInit ? { }, message ? "This greeting was read from its own store path." }:
 
 let
   # Builders start with PATH=/path-not-set; mkdir and chmod come from the
@@ -18,7 +19,8 @@ let
     name = "hello-world-greeting";
     system = builtins.currentSystem;
     builder = "/bin/sh";
-    args = [ "-c" "printf '%s\\n' 'This greeting was read from its own store path.' > $out" ];
+    inherit message;
+    args = [ "-c" "printf '%s\\n' \"$message\" > $out" ];
   };
 
   # The program text is passed as a file and copied with sh builtins, so
