@@ -31,7 +31,7 @@ let
     inherit version src;
     subPackages = [ "cmd/nix-init" ];
     # The hash of `go mod vendor`; a test recomputes it, so it cannot go stale.
-    vendorHash = "sha256-cvDl+IZVqk+dm3dDS9aROX0BVnkzTini5ipaG4Rs/mw=";
+    vendorHash = "sha256-bqNP52Bhjiv9XWy370UBl+Z9+ZrmCnAMj+Zcin+Ovr0=";
     env.CGO_ENABLED = "0";
     ldflags = [ "-s" "-w" "-X main.version=${version}" ];
     meta = {

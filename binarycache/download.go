@@ -138,15 +138,20 @@ func (c *hashCheck) Read(p []byte) (int, error) {
 // resumingBody reads a NAR file and, when the connection fails with a
 // transient error mid-way, asks again for the rest (HTTP Range), with the
 // cache's retry policy. A server that cannot resume makes it give up with
-// the original error.
+// the original error, and so does one that keeps failing without sending a
+// byte (a body that stalls or breaks at the same offset every time):
+// after as many failures in a row without progress as the retry policy
+// has attempts.
 type resumingBody struct {
-	ctx  context.Context
-	c    *Cache
-	name string
-	cur  io.ReadCloser
-	off  int64
-	b    retrier
-	err  error
+	ctx     context.Context
+	c       *Cache
+	name    string
+	cur     io.ReadCloser
+	off     int64
+	b       retrier
+	err     error
+	stuck   int   // failures in a row at offset stuckAt
+	stuckAt int64 // where the last failure happened
 }
 
 func (r *resumingBody) Read(p []byte) (int, error) {
@@ -159,24 +164,30 @@ func (r *resumingBody) Read(p []byte) (int, error) {
 		if err == nil || err == io.EOF || n > 0 {
 			if err != nil && err != io.EOF {
 				// Report the bytes now; handle the error on the next call.
-				if !r.resume(err) {
-					r.err = err
-				}
+				r.err = r.resume(err)
 				return n, nil
 			}
 			return n, err
 		}
-		if !r.resume(err) {
-			r.err = err
-			return 0, err
+		if r.err = r.resume(err); r.err != nil {
+			return 0, r.err
 		}
 	}
 }
 
-// resume reopens the file at the current offset; false if it cannot.
-func (r *resumingBody) resume(cause error) bool {
+// resume reopens the file at the current offset; if it cannot, it returns
+// the error to report.
+func (r *resumingBody) resume(cause error) error {
 	if !IsTransient(cause) || r.ctx.Err() != nil {
-		return false
+		return cause
+	}
+	if r.stuck > 0 && r.off == r.stuckAt {
+		r.stuck++
+	} else {
+		r.stuck, r.stuckAt = 1, r.off
+	}
+	if r.stuck >= r.b.attempts {
+		return fmt.Errorf("%w (no progress at byte %d after %d attempts)", cause, r.off, r.stuck)
 	}
 	r.cur.Close()
 	r.cur = io.NopCloser(bytes.NewReader(nil))
@@ -195,9 +206,9 @@ func (r *resumingBody) resume(cause error) bool {
 	})
 	if err != nil {
 		r.c.logf("cannot resume %s from %s at byte %d: %v", r.name, r.c.url, r.off, err)
-		return false
+		return cause
 	}
-	return true
+	return nil
 }
 
 func (r *resumingBody) Close() error { return r.cur.Close() }
@@ -304,6 +315,18 @@ func (c *Cache) OpenNar(ctx context.Context, ni *NarInfo) (io.ReadCloser, error)
 	go func() {
 		defer close(s.done)
 		_, err := nar.Copy(pw, check)
+		var fe *nar.FormatError
+		if check.err == io.EOF && errors.As(err, &fe) {
+			// Every byte arrived and matched the narinfo: the NAR itself
+			// is malformed, and no retry changes that. One that reads as
+			// truncated must not look like a connection cut short
+			// (io.ErrUnexpectedEOF) either.
+			flat := *fe
+			if fe.Err != nil {
+				flat.Msg, flat.Err = fe.Msg+": "+fe.Err.Error(), nil
+			}
+			err = &permanentError{&flat}
+		}
 		pw.CloseWithError(err)
 	}()
 	return s, nil

@@ -2,6 +2,8 @@ package binarycache
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -9,10 +11,13 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/nix-aurora/nix-aurora/nar"
 )
 
 // httpCache serves a copy of one of the fixture's caches.
@@ -475,5 +480,107 @@ func TestPriorities(t *testing.T) {
 	cs3, err := OpenAll(ctxT(t), []string{"file://" + t.TempDir(), "file://" + a}, fastOpts())
 	if err == nil || len(cs3) != 1 {
 		t.Errorf("OpenAll with a bad cache: %v, %d", err, len(cs3))
+	}
+}
+
+// A body that breaks or stalls before its first byte every time is given
+// up after Attempts tries, not resumed for ever.
+func TestHTTPNoProgressIsBounded(t *testing.T) {
+	f := getFixture(t)
+	cases := map[string]func(dir string) func(w http.ResponseWriter, r *http.Request, n int) bool{
+		"cut at byte 0": func(dir string) func(http.ResponseWriter, *http.Request, int) bool {
+			return func(w http.ResponseWriter, r *http.Request, n int) bool {
+				if strings.HasPrefix(r.URL.Path, "/nar/") {
+					truncate(w, r, filepath.Join(dir, r.URL.Path), 0)
+					return true
+				}
+				return false
+			}
+		},
+		"stalled body": func(dir string) func(http.ResponseWriter, *http.Request, int) bool {
+			return func(w http.ResponseWriter, r *http.Request, n int) bool {
+				if strings.HasPrefix(r.URL.Path, "/nar/") {
+					w.Header().Set("Content-Length", "1000")
+					w.WriteHeader(http.StatusOK)
+					w.(http.Flusher).Flush()
+					select {
+					case <-time.After(20 * time.Second):
+					case <-r.Context().Done():
+					}
+					return true
+				}
+				return false
+			}
+		},
+	}
+	for name, mk := range cases {
+		t.Run(name, func(t *testing.T) {
+			_, srv, dir := httpCache(t, "none")
+			srv.setFault(mk(dir))
+			opts := fastOpts(f.PublicKey)
+			opts.Attempts = 3
+			opts.StallTimeout = 200 * time.Millisecond
+			c, err := Open(ctxT(t), srv.URL, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			start := time.Now()
+			_, err = fetchAndDownload(t, c, f.Dep)
+			if err == nil || !IsTransient(err) || !strings.Contains(err.Error(), "no progress at byte 0 after 3 attempts") {
+				t.Fatalf("err = %v", err)
+			}
+			if d := time.Since(start); d > 10*time.Second {
+				t.Errorf("took %v", d)
+			}
+			if n := srv.count("/nar/"); n != 3 {
+				t.Errorf("%d NAR requests, want 3", n)
+			}
+		})
+	}
+}
+
+// A NAR whose bytes match its signed narinfo but that is not a canonical
+// NAR fails permanently, even when it reads as truncated.
+func TestHTTPVerifiedMalformedNar(t *testing.T) {
+	f := getFixture(t)
+	u64 := func(n int) []byte { return binary.LittleEndian.AppendUint64(nil, uint64(n)) }
+	str := func(s string) []byte { return append(append(u64(len(s)), s...), make([]byte, (8-len(s)%8)%8)...) }
+	var endsMidFile []byte
+	for _, tok := range []string{nar.Magic, "(", "type", "regular", "contents"} {
+		endsMidFile = append(endsMidFile, str(tok)...)
+	}
+	endsMidFile = append(append(endsMidFile, u64(100)...), "abcdefgh"...)
+	dotdot := slices.Concat(str(nar.Magic), str("("), str("type"), str("directory"), str("entry"), str("("),
+		str("name"), str(".."), str("node"), str("("), str("type"), str("regular"), str("contents"), str("x"),
+		str(")"), str(")"), str(")"))
+	for name, data := range map[string][]byte{"ends mid-file": endsMidFile, "dot-dot": dotdot} {
+		t.Run(name, func(t *testing.T) {
+			_, srv, dir := httpCache(t, "none")
+			sum := sha256.Sum256(data)
+			rewriteNarInfo(t, dir, f.Dep, func(ni *NarInfo) {
+				ni.URL = "nar/hostile.nar"
+				ni.Compression = "none"
+				ni.FileHash, ni.FileSize, ni.Sigs = "", 0, nil
+				ni.NarHash = "sha256:" + nix32(sum[:])
+				ni.NarSize = uint64(len(data))
+				if err := Sign(ni, f.SecretKey); err != nil {
+					t.Fatal(err)
+				}
+			})
+			if err := os.WriteFile(filepath.Join(dir, "nar/hostile.nar"), data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			c, err := Open(ctxT(t), srv.URL, fastOpts(f.PublicKey))
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = fetchAndDownload(t, c, f.Dep)
+			if !errors.Is(err, nar.ErrInvalid) || IsTransient(err) || errors.Is(err, io.ErrUnexpectedEOF) {
+				t.Fatalf("err = %v (transient %v), want a permanent nar.ErrInvalid", err, IsTransient(err))
+			}
+			if n := srv.count("/nar/"); n != 1 {
+				t.Errorf("%d NAR requests, want 1", n)
+			}
+		})
 	}
 }

@@ -41,6 +41,15 @@ type UploadOptions struct {
 	// TempDir holds NARs on their way to an HTTP cache (default
 	// os.TempDir()). file:// caches use their own nar/ directory.
 	TempDir string
+	// Unsigned uploads without signing: NewUploader then takes the zero
+	// SecretKey. Narinfos carry only the signatures the store already
+	// has, so nodes accept them only with require-sigs = false (or if
+	// they trust those keys). A path the cache already has is skipped.
+	Unsigned bool
+	// Progress, when set, is told about each path of the closures once it
+	// is settled: what was done ("uploaded", "signed" or "skipped") and
+	// the narinfo the cache now has. It may be called concurrently.
+	Progress func(path, action string, ni *NarInfo)
 }
 
 // The file the Uploader writes when a cache has no nix-cache-info.
@@ -68,19 +77,26 @@ type Uploader struct {
 
 // UploadResult says what an Upload did.
 type UploadResult struct {
-	Uploaded  []string // NAR and narinfo written
-	Signed    []string // already in the cache with the same NAR: our signature added
-	Skipped   []string // already in the cache, signed by our key
-	Indexes   []string // closure index files written
-	FileBytes uint64   // compressed NAR bytes written
+	Uploaded []string // NAR and narinfo written
+	Signed   []string // already in the cache with the same NAR: our signature added
+	Skipped  []string // already in the cache, signed by our key
+	Indexes  []string // closure index files written
+	// UnchangedIndexes are closure index files the cache already had,
+	// byte for byte, and that were not written again.
+	UnchangedIndexes []string
+	FileBytes        uint64 // compressed NAR bytes written
 }
 
-// NewUploader prepares uploads to the cache at rawURL, signing with key.
+// NewUploader prepares uploads to the cache at rawURL, signing with key
+// (unless opts.Unsigned).
 // It reads the cache's nix-cache-info, and writes one
 // ("StoreDir: /nix/store", "WantMassQuery: 1", "Priority: 40") if there is
 // none.
 func NewUploader(ctx context.Context, rawURL string, key SecretKey, opts UploadOptions) (*Uploader, error) {
-	if key.Name == "" || len(key.Key) != 64 {
+	switch {
+	case opts.Unsigned && (key.Name != "" || len(key.Key) != 0):
+		return nil, &Error{Op: "upload", Cache: rawURL, Err: errors.New("an unsigned upload takes no secret key")}
+	case !opts.Unsigned && (key.Name == "" || len(key.Key) != 64):
 		return nil, &Error{Op: "upload", Cache: rawURL, Err: errors.New("a secret key is required to sign what is uploaded")}
 	}
 	switch opts.Compression {
@@ -137,7 +153,7 @@ func (u *Uploader) putWith(ctx context.Context, name, contentType string, size i
 // Upload uploads the closures of roots from src, references before the
 // paths that refer to them (a narinfo is written only after the narinfos
 // of its references), skipping what the cache already has, and then writes
-// a closure index for each root.
+// a closure index for each root (unless the cache has that very index).
 func (u *Uploader) Upload(ctx context.Context, src Source, roots []string) (*UploadResult, error) {
 	for _, r := range roots {
 		if err := store.ValidatePath(r); err != nil {
@@ -191,6 +207,9 @@ func (u *Uploader) Upload(ctx context.Context, src Source, roots []string) (*Upl
 			}
 			mu.Unlock()
 			close(done[p])
+			if u.opts.Progress != nil {
+				u.opts.Progress(p, action, ni)
+			}
 			return nil
 		})
 	}
@@ -228,6 +247,12 @@ func (u *Uploader) Upload(ctx context.Context, src Source, roots []string) (*Upl
 			return res, &Error{Op: "upload", Path: root, Cache: u.c.url, Err: err}
 		}
 		name := ClosureIndexName(root)
+		// An index the cache has already is not written again. Failing to
+		// read it is no reason not to write it.
+		if old, err := u.c.getSmall(ctx, name, MaxClosureIndexSize, false); err == nil && bytes.Equal(old, buf.Bytes()) {
+			res.UnchangedIndexes = append(res.UnchangedIndexes, name)
+			continue
+		}
 		if err := u.put(ctx, name, contentTypeClosureIndex, buf.Bytes()); err != nil {
 			return res, &Error{Op: "upload", Path: name, Cache: u.c.url, Err: err}
 		}
@@ -314,7 +339,7 @@ func (u *Uploader) uploadPath(ctx context.Context, src Source, info *store.PathI
 	existing, err := u.c.fetchNarInfo(ctx, p)
 	switch {
 	case err == nil:
-		if Verify(existing, []PublicKey{u.key.PublicKey()}) == nil {
+		if u.opts.Unsigned || Verify(existing, []PublicKey{u.key.PublicKey()}) == nil {
 			return existing, "skipped", nil
 		}
 		if existing.NarHash == narHash && existing.NarSize == info.NarSize && slices.Equal(existing.References, refs) {
@@ -356,8 +381,10 @@ func (u *Uploader) uploadPath(ctx context.Context, src Source, info *store.PathI
 	if info.Deriver != "" {
 		ni.Deriver = strings.TrimPrefix(info.Deriver, StoreDir+"/")
 	}
-	if err := Sign(ni, u.key); err != nil {
-		return nil, "", err
+	if !u.opts.Unsigned {
+		if err := Sign(ni, u.key); err != nil {
+			return nil, "", err
+		}
 	}
 	if fb, ok := u.c.be.(*fileBackend); ok {
 		if err := fb.renameInto(nf.tmp, ni.URL); err != nil {
@@ -447,7 +474,15 @@ func (u *Uploader) dumpNar(ctx context.Context, src Source, p, wantHash string, 
 	var comp io.WriteCloser
 	switch u.opts.Compression {
 	case "zstd":
-		comp, err = zstd.NewWriter(fw, zstd.WithEncoderConcurrency(1))
+		// The NAR's size is known, so the frame says it: a reader then
+		// needs no more window than the NAR (capped at 1 MiB), which keeps
+		// a node downloading many NARs at once small.
+		var enc *zstd.Encoder
+		enc, err = zstd.NewWriter(nil, zstd.WithEncoderConcurrency(1), zstd.WithWindowSize(1<<20))
+		if err == nil {
+			enc.ResetContentSize(fw, int64(wantSize))
+			comp = enc
+		}
 	case "xz":
 		comp, err = xz.NewWriter(fw)
 	default:

@@ -6,8 +6,10 @@
 // path (so a GC running meanwhile cannot take what we are about to root),
 // ask which roots are valid (one round trip when all are), substitute the
 // missing ones through a Substituter, check they are valid now, create and
-// register the indirect roots, and only then let the temp roots go by
-// closing the connection. Transient failures (connection lost, daemon
+// register the indirect roots, wait until no garbage collection that may
+// have missed them is running (Nix's GC reads the registered roots before
+// the temp roots), and only then let the temp roots go by closing the
+// connection. Transient failures (connection lost, daemon
 // restarting, cache 5xx or unreachable) retry the whole attempt on a fresh
 // connection with exponential backoff within a total budget; permanent ones
 // (no cache has the path, bad signature, bad argument) fail at once.

@@ -6,13 +6,14 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/nix-aurora/nix-aurora/binarycache"
 	"github.com/nix-aurora/nix-aurora/store"
 )
 
 var (
 	// ErrGaveUp means transient failures went on until the time budget ran
 	// out (nix-init exit code 3).
-	ErrGaveUp = errors.New("gave up after retries")
+	ErrGaveUp = errors.New("gave up")
 	// ErrNotSubstitutable means no substituter has a path (a permanent
 	// failure: exit code 1).
 	ErrNotSubstitutable = errors.New("no substituter has the path")
@@ -43,6 +44,35 @@ func pronoun(n int) string {
 
 func (e *NotFoundError) Unwrap() error { return ErrNotSubstitutable }
 
+// DiagnosedError is a failure explained by what the daemon logged while it
+// happened. Nix 2.8 reports a substitution that failed as just "build of
+// 'P' failed", and a cache it could not reach at all as one that does not
+// have the path; the reason is in an earlier warning or error line, which
+// decides whether retrying can help.
+type DiagnosedError struct {
+	Err   error
+	Cause string // the daemon's line, on one line, without "error:"/"warning:"
+	// Heal says the cause can heal by itself (a cache unreachable, HTTP 5xx).
+	Heal bool
+}
+
+func (e *DiagnosedError) Error() string {
+	var nf *NotFoundError
+	if e.Heal && errors.As(e.Err, &nf) {
+		// The daemon could not ask a cache: it does not know whether the
+		// cache has the paths.
+		caches := "the store's own substituters"
+		if len(nf.Caches) > 0 {
+			caches = strings.Join(nf.Caches, ", ")
+		}
+		return fmt.Sprintf("cannot tell whether a substituter has %s (asked %s): %s",
+			strings.Join(nf.Paths, ", "), caches, e.Cause)
+	}
+	return fmt.Sprintf("%v: %s", e.Err, e.Cause)
+}
+
+func (e *DiagnosedError) Unwrap() error { return e.Err }
+
 // transientMarkers are fragments of daemon messages for failures that can
 // heal by themselves: the cache's HTTP errors that Nix itself retries, and
 // network failures reported by curl.
@@ -53,6 +83,8 @@ var transientMarkers = []string{
 	"Failure when receiving data", "Recv failure", "Send failure",
 	"SSL connect error", "Could not resolve host", "Empty reply from server",
 	"Transferred a partial file", "database is locked",
+	// Nix 2.8 workers racing on the per-user narinfo cache (SQLite).
+	"executing SQLite statement", "SQLite database",
 	"HTTP/2 stream", "Server returned nothing",
 }
 
@@ -61,6 +93,10 @@ var transientMarkers = []string{
 func Transient(err error) bool {
 	if err == nil || errors.Is(err, context.Canceled) {
 		return false
+	}
+	var diag *DiagnosedError
+	if errors.As(err, &diag) {
+		return diag.Heal
 	}
 	var nf *NotFoundError
 	if errors.As(err, &nf) {
@@ -71,14 +107,26 @@ func Transient(err error) bool {
 		// retry loop checks itself) can heal.
 		return true
 	}
+	// The binary cache client's errors (Direct) say themselves whether
+	// they can heal; some wrap io.EOF without being connection errors.
+	var be *binarycache.Error
+	if errors.As(err, &be) {
+		return binarycache.IsTransient(err)
+	}
 	var de *store.DaemonError
 	if errors.As(err, &de) && !errors.Is(err, store.ErrBroken) {
-		for _, m := range transientMarkers {
-			if strings.Contains(de.Message, m) {
-				return true
-			}
-		}
-		return false
+		return transientMessage(de.Message)
 	}
 	return store.IsConnectionError(err)
+}
+
+// transientMessage reports whether a daemon message describes a failure
+// that can heal.
+func transientMessage(msg string) bool {
+	for _, m := range transientMarkers {
+		if strings.Contains(msg, m) {
+			return true
+		}
+	}
+	return false
 }

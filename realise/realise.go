@@ -42,6 +42,9 @@ type Config struct {
 	// NewBackOff returns the retry policy; nil means the default
 	// exponential backoff with jitter bounded by Timeout.
 	NewBackOff func() backoff.BackOff
+	// GCGrace bounds the wait, once the roots are registered, for a
+	// garbage collection in progress; 0 means DefaultGCGrace.
+	GCGrace time.Duration
 }
 
 // Substituter makes paths that are not valid in the store valid, with their
@@ -113,9 +116,10 @@ func realise(ctx context.Context, cfg *Config, roots []Root, rep *Report) error 
 	if err := checkRoots(roots); err != nil {
 		return err
 	}
+	parent := ctx
 	if cfg.Timeout > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, cfg.Timeout)
+		ctx, cancel = context.WithTimeoutCause(ctx, cfg.Timeout, errBudget)
 		defer cancel()
 	}
 	var b backoff.BackOff
@@ -152,14 +156,32 @@ func realise(ctx context.Context, cfg *Config, roots []Root, rep *Report) error 
 	if err == nil {
 		return nil
 	}
-	if ctx.Err() != nil && (lastErr == nil || Transient(lastErr) || errors.Is(lastErr, ctx.Err())) {
-		cause := lastErr
-		if cause == nil {
-			cause = ctx.Err()
+	cause := lastErr
+	if cause == nil {
+		cause = err
+	}
+	switch {
+	case parent.Err() != nil:
+		// Stopped from outside (SIGTERM): neither the budget nor the
+		// failure's fault.
+		if errors.Is(cause, parent.Err()) {
+			return cause
 		}
-		return fmt.Errorf("%w within %s (%d retries): %w", ErrGaveUp, cfg.Timeout, rep.Retries, cause)
+		return fmt.Errorf("interrupted (%w) after: %w", parent.Err(), cause)
+	case errors.Is(context.Cause(ctx), errBudget) && (lastErr == nil || Transient(lastErr)):
+		return fmt.Errorf("%w: still failing after %s and %d %s: %w", ErrGaveUp, cfg.Timeout, rep.Retries, plural(rep.Retries, "retry", "retries"), cause)
 	}
 	return err
+}
+
+// errBudget is the cause of the context of a run whose time is up.
+var errBudget = errors.New("the time budget (Timeout) ran out")
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }
 
 func checkRoots(roots []Root) error {
@@ -189,6 +211,11 @@ func attemptOnce(ctx context.Context, cfg *Config, roots []Root, rep *Report) er
 	defer conn.Close()
 	tracker := newTracker(cfg, rep)
 	conn.SetLogger(tracker.event)
+	return tracker.diagnose(realiseOn(ctx, conn, cfg, roots, rep, tracker))
+}
+
+// realiseOn is one attempt on an open connection.
+func realiseOn(ctx context.Context, conn *store.Conn, cfg *Config, roots []Root, rep *Report, tracker *tracker) error {
 	rep.Store = conn.Location().String()
 	rep.DaemonVersion = conn.DaemonVersion()
 
@@ -229,7 +256,81 @@ func attemptOnce(ctx context.Context, cfg *Config, roots []Root, rep *Report) er
 		rep.Roots[i].Link = link
 		rep.Roots[i].WasValid = validSet[r.Path]
 	}
-	return nil
+	return holdThroughGC(ctx, conn, cfg, tracker, paths)
+}
+
+// DefaultGCGrace is how long a run waits at most, roots registered, for a
+// garbage collection in progress (see holdThroughGC).
+const DefaultGCGrace = 10 * time.Second
+
+// holdThroughGC keeps the temp roots until no garbage collection that may
+// have missed the new roots is running.
+//
+// Nix's GC takes the GC lock, reads the registered roots, then the temp
+// roots. A GC that read the roots before ours were registered, and reads
+// the temp roots after this connection is gone, would collect the closures
+// just rooted. Nix means a temp root added during a GC to reach that GC
+// through its socket, but a Nix 2.8 worker that once tried the socket in
+// the instant between the GC taking its lock and opening the socket keeps
+// a dead socket and never tells any GC again (seen in the tests). So this
+// waits for the GC lock, as Nix's own addPermRoot used to (syncWithGC),
+// with the one operation an untrusted client may use that takes it: a
+// collection that only lists what is live and walks nothing
+// (GCReturnLive, MaxFreed 0). It costs a scan of the roots. A collection
+// that runs for longer than the grace has read the temp roots long since.
+func holdThroughGC(ctx context.Context, conn *store.Conn, cfg *Config, tracker *tracker, paths []string) error {
+	grace := cfg.GCGrace
+	if grace <= 0 {
+		grace = DefaultGCGrace
+	}
+	// Nix says that it waits for the GC lock at level info: ask for it, so
+	// that a slow start is explained only when a collection caused it.
+	if o, ok := conn.Options(); ok && o.Verbosity < store.LvlInfo {
+		o.Verbosity = store.LvlInfo
+		if err := conn.SetOptions(ctx, o); err != nil {
+			return fmt.Errorf("wait for garbage collections in progress: %w", err)
+		}
+	}
+	// The budget does not cut this short (the roots exist; the run has
+	// succeeded), but an interruption does.
+	gctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), grace)
+	defer cancel()
+	stop := context.AfterFunc(ctx, func() {
+		if !errors.Is(context.Cause(ctx), errBudget) {
+			cancel()
+		}
+	})
+	defer stop()
+	start := time.Now()
+	_, err := conn.CollectGarbage(gctx, store.GCOptions{Action: store.GCReturnLive})
+	waited := time.Since(start)
+	var de *store.DaemonError
+	switch {
+	case err == nil:
+		if tracker.waitedForGC() {
+			cfg.logf("waited %.1fs for a garbage collection in progress", waited.Seconds())
+		}
+		return nil
+	case errors.Is(err, context.DeadlineExceeded) && gctx.Err() != nil:
+		cfg.logf("a garbage collection has run for over %s; not waiting for it any longer", grace)
+		return nil
+	case gctx.Err() != nil:
+		return err // interrupted
+	case errors.As(err, &de) && !store.IsConnectionError(err):
+		// A daemon that does not let us wait for its GC: the temp roots
+		// again are the next best thing (they reach a running GC unless
+		// the worker's GC socket is broken).
+		if cfg.Verbose {
+			cfg.logf("cannot wait for garbage collections in progress (%v); adding the temp roots again", err)
+		}
+		for _, p := range paths {
+			if err := conn.AddTempRoot(ctx, p); err != nil {
+				return fmt.Errorf("hold temp root %s: %w", p, err)
+			}
+		}
+		return nil
+	}
+	return fmt.Errorf("wait for garbage collections in progress: %w", err)
 }
 
 func uniquePaths(roots []Root) []string {

@@ -18,6 +18,8 @@ type Report struct {
 	Retries       int          `json:"retries"`
 	Started       time.Time    `json:"started"`
 	Seconds       float64      `json:"seconds"`
+	// PeakRSSKiB is the process's own peak memory, filled by the caller.
+	PeakRSSKiB int64 `json:"peak_rss_kib,omitempty"`
 }
 
 // RootReport is one root: where its link is and whether it needed fetching.

@@ -70,8 +70,9 @@ type Conn struct {
 	logger     atomic.Pointer[func(Event)]
 	errorProbe time.Duration
 
-	mu     sync.Mutex
-	broken error // why the connection is unusable, or nil
+	mu      sync.Mutex
+	broken  error    // why the connection is unusable, or nil
+	options *Options // last sent by SetOptions
 
 	closeOnce sync.Once
 	closeErr  error

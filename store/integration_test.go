@@ -524,3 +524,57 @@ func TestHelperUnprivileged(t *testing.T) {
 		t.Errorf("after a fatal error: %v, want ErrBroken", err)
 	}
 }
+
+// TestCollectGarbageWaitsForGC: CollectGarbage(GCReturnLive, MaxFreed 0)
+// deletes nothing and returns only when no collection holds the GC lock,
+// which is what realise relies on to outlast a GC in progress.
+func TestCollectGarbageWaitsForGC(t *testing.T) {
+	cl := buildClosure(t)
+	host := spawn(t, StdioOptions{})
+	dir := t.TempDir()
+	chroot := spawn(t, StdioOptions{Store: dir})
+	copyPaths(t, host, chroot, cl.solo) // valid, not rooted
+
+	start := time.Now()
+	res, err := chroot.CollectGarbage(ctxT(t), GCOptions{Action: GCReturnLive})
+	if err != nil || len(res.Paths) != 0 || res.BytesFreed != 0 {
+		t.Fatalf("CollectGarbage = %+v, %v", res, err)
+	}
+	t.Logf("a sync with no GC running took %s", time.Since(start))
+
+	// A "collection in progress": the GC lock held exclusively.
+	lock, err := os.OpenFile(filepath.Join(dir, "nix/var/nix/gc.lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Close()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := chroot.CollectGarbage(context.Background(), GCOptions{Action: GCReturnLive})
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		t.Fatalf("CollectGarbage returned while the GC lock was held: %v", err)
+	case <-time.After(500 * time.Millisecond):
+	}
+	released := time.Now()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_UN); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("returned %s after the lock was released", time.Since(released))
+	case <-time.After(10 * time.Second):
+		t.Fatal("CollectGarbage did not return after the GC lock was released")
+	}
+	if ok, err := chroot.IsValidPath(ctxT(t), cl.solo); err != nil || !ok {
+		t.Errorf("%s after CollectGarbage(GCReturnLive): valid %v, %v", cl.solo, ok, err)
+	}
+}

@@ -16,6 +16,7 @@ const (
 	opAddIndirectRoot             opCode = 12
 	opFindRoots                   opCode = 14
 	opSetOptions                  opCode = 19
+	opCollectGarbage              opCode = 20
 	opQueryPathInfo               opCode = 26
 	opQuerySubstitutablePathInfos opCode = 30
 	opQueryValidPaths             opCode = 31
@@ -335,4 +336,66 @@ func (c *Conn) BuildPaths(ctx context.Context, targets []string, mode BuildMode)
 		c.dec.u64() // always 1
 		return c.reply()
 	})
+}
+
+// GCAction is what CollectGarbage does.
+type GCAction uint64
+
+const (
+	GCReturnLive     GCAction = 0 // list the live paths (nothing is deleted)
+	GCReturnDead     GCAction = 1 // list the dead paths (nothing is deleted)
+	GCDeleteDead     GCAction = 2 // delete the dead paths
+	GCDeleteSpecific GCAction = 3 // delete PathsToDelete if they are dead
+)
+
+// GCOptions are CollectGarbage's arguments. The daemon refuses
+// IgnoreLiveness from anyone, so it is not offered.
+type GCOptions struct {
+	Action        GCAction
+	PathsToDelete []string
+	// MaxFreed stops deleting (or listing) once that many bytes are
+	// freed. 0 skips the walk over the store: only the roots are
+	// collected, under the GC lock.
+	MaxFreed uint64
+}
+
+// GCResult is what CollectGarbage did.
+type GCResult struct {
+	Paths      []string // deleted, or listed for the Return actions
+	BytesFreed uint64
+}
+
+// CollectGarbage runs the store's garbage collector (untrusted clients may).
+// It waits for the global GC lock first, that is, for a collection in
+// progress to finish: with GCReturnLive and MaxFreed 0 it does nothing but
+// that and a scan of the roots, which is how a client waits until no
+// collection that started before some point in time is still running.
+func (c *Conn) CollectGarbage(ctx context.Context, o GCOptions) (GCResult, error) {
+	const op = "CollectGarbage"
+	var res GCResult
+	if o.Action > GCDeleteSpecific {
+		return res, c.opError(op, "", fmt.Errorf("unknown GC action %d", o.Action))
+	}
+	if err := validatePaths(o.PathsToDelete); err != nil {
+		return res, c.opError(op, "", err)
+	}
+	err := c.call(ctx, op, "", func() error {
+		err := c.request(opCollectGarbage, func(e *encoder) {
+			e.u64(uint64(o.Action))
+			e.strs(o.PathsToDelete)
+			e.bool(false) // ignoreLiveness
+			e.u64(o.MaxFreed)
+			e.u64(0) // obsolete
+			e.u64(0) // obsolete
+			e.u64(0) // obsolete
+		})
+		if err != nil {
+			return err
+		}
+		res.Paths = c.dec.strs()
+		res.BytesFreed = c.dec.u64()
+		c.dec.u64() // obsolete
+		return c.reply()
+	})
+	return res, err
 }

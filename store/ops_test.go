@@ -179,8 +179,20 @@ func TestSetOptionsBytes(t *testing.T) {
 	o.KeepGoing, o.TryFallback = true, true
 	o.Verbosity, o.MaxBuildJobs, o.MaxSilentTime, o.BuildCores = LvlInfo, 4, 60, 2
 	o.Overrides = map[string]string{"substituters": "http://127.0.0.1:1 file:///x", "connect-timeout": "5"}
+	if _, ok := c.Options(); ok {
+		t.Error("Options before SetOptions")
+	}
 	if err := c.SetOptions(ctxT(t), o); err != nil {
 		t.Fatal(err)
+	}
+	got, ok := c.Options()
+	if !ok || !reflect.DeepEqual(got, o) {
+		t.Errorf("Options() = %+v, %v; want %+v", got, ok, o)
+	}
+	got.Overrides["x"] = "y" // a copy
+	o.Overrides["y"] = "z"   // so is what was kept
+	if again, _ := c.Options(); len(again.Overrides) != 2 {
+		t.Errorf("Options() shares its map: %v", again.Overrides)
 	}
 }
 
@@ -289,5 +301,31 @@ func TestCloseFailsLaterCalls(t *testing.T) {
 	c.Close()
 	if _, err := c.IsValidPath(ctxT(t), pathA); !errors.Is(err, ErrBroken) {
 		t.Fatalf("err = %v, want ErrBroken", err)
+	}
+}
+
+func TestCollectGarbageBytes(t *testing.T) {
+	c := fake(t, 0x122, func(p *peer) {
+		p.expect("CollectGarbage", wb(nil).u64(20).u64(0).strs().u64(0).u64(0).u64(0).u64(0).u64(0))
+		p.send(wb(nil).u64(stderrNext).str("waiting for the big garbage collector lock...\n").last().strs().u64(0).u64(0))
+		p.expect("CollectGarbage", wb(nil).u64(20).u64(3).strs(pathA).u64(0).u64(1<<40).u64(0).u64(0).u64(0))
+		p.send(wb(nil).last().strs(pathA).u64(4096).u64(0))
+	})
+	ctx := ctxT(t)
+	var logged []string
+	c.SetLogger(func(ev Event) { logged = append(logged, ev.Text) })
+	res, err := c.CollectGarbage(ctx, GCOptions{Action: GCReturnLive})
+	if err != nil || len(res.Paths) != 0 || res.BytesFreed != 0 || len(logged) != 1 {
+		t.Errorf("CollectGarbage(return live) = %+v, %v; logged %q", res, err, logged)
+	}
+	res, err = c.CollectGarbage(ctx, GCOptions{Action: GCDeleteSpecific, PathsToDelete: []string{pathA}, MaxFreed: 1 << 40})
+	if err != nil || !reflect.DeepEqual(res, GCResult{Paths: []string{pathA}, BytesFreed: 4096}) {
+		t.Errorf("CollectGarbage(delete specific) = %+v, %v", res, err)
+	}
+	if _, err := c.CollectGarbage(ctx, GCOptions{Action: 4}); err == nil {
+		t.Error("an unknown action was sent")
+	}
+	if _, err := c.CollectGarbage(ctx, GCOptions{Action: GCDeleteSpecific, PathsToDelete: []string{"/tmp/x"}}); err == nil {
+		t.Error("a bad path was sent")
 	}
 }

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"maps"
 	"slices"
 )
 
@@ -42,6 +43,13 @@ func (c *Conn) SetOptions(ctx context.Context, o Options) error {
 		names = append(names, k)
 	}
 	slices.Sort(names)
+	sent := o
+	sent.Overrides = maps.Clone(o.Overrides)
+	defer func() {
+		c.mu.Lock()
+		c.options = &sent
+		c.mu.Unlock()
+	}()
 	return c.call(ctx, "SetOptions", "", func() error {
 		return c.request(opSetOptions, func(e *encoder) {
 			e.bool(o.KeepFailed)
@@ -67,4 +75,17 @@ func (c *Conn) SetOptions(ctx context.Context, o Options) error {
 			}
 		})
 	})
+}
+
+// Options returns the settings last sent with SetOptions (so that a caller
+// can send them again with one changed), and false if none were.
+func (c *Conn) Options() (Options, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.options == nil {
+		return Options{}, false
+	}
+	o := *c.options
+	o.Overrides = maps.Clone(o.Overrides)
+	return o, true
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -20,8 +21,7 @@ func Dial(ctx context.Context, socketPath string) (*Conn, error) {
 		socketPath = DefaultSocket()
 	}
 	loc := Location{Mode: Daemon, Socket: socketPath}
-	var d net.Dialer
-	nc, err := d.DialContext(ctx, "unix", socketPath)
+	nc, err := dialUnix(ctx, socketPath)
 	if err != nil {
 		if errors.Is(err, syscall.EACCES) {
 			err = fmt.Errorf("%w (is this user allowed to use the Nix daemon? On Debian its socket is for group nix-users)", err)
@@ -34,6 +34,30 @@ func Dial(ctx context.Context, socketPath string) (*Conn, error) {
 		return nil, fmt.Errorf("store %s: %w", loc, err)
 	}
 	return c, nil
+}
+
+// backlogWindow is how long dialUnix keeps knocking while the daemon's
+// listen backlog is full.
+const backlogWindow = 2 * time.Second
+
+// dialUnix connects to a unix socket. A full listen backlog (EAGAIN: many
+// sandboxes of a node starting at once; nix-daemon listens with a small
+// backlog) clears in milliseconds as the daemon accepts, so it is retried
+// at once with short jittered pauses rather than failing the attempt.
+func dialUnix(ctx context.Context, path string) (net.Conn, error) {
+	var d net.Dialer
+	deadline := time.Now().Add(backlogWindow)
+	for pause := time.Millisecond; ; pause = min(2*pause, 50*time.Millisecond) {
+		nc, err := d.DialContext(ctx, "unix", path)
+		if err == nil || !errors.Is(err, syscall.EAGAIN) || time.Now().After(deadline) {
+			return nc, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(pause/2 + time.Duration(rand.Int64N(int64(pause)))):
+		}
+	}
 }
 
 // StdioOptions configure the child nix-daemon of Spawn.

@@ -79,8 +79,13 @@ func runRealise(ctx context.Context, e *env, args []string) int {
 	if so.verbose {
 		logf("store %s (%s mode), substituters: %s", st.location, st.location.Mode, strings.Join(st.substituters, " "))
 	}
+	sub, err := so.substituter(st)
+	if err != nil {
+		return fail(e, err)
+	}
 	cfg := realise.Config{
 		Connect:      func(ctx context.Context) (*store.Conn, error) { return so.connect(ctx, st) },
+		Substituter:  sub,
 		Substituters: st.substituters,
 		GCRootDir:    so.gcRootDir,
 		Timeout:      timeout,
@@ -88,17 +93,25 @@ func runRealise(ctx context.Context, e *env, args []string) int {
 		Verbose:      so.verbose,
 	}
 	rep, err := realise.Realise(ctx, cfg, roots)
+	rep.PeakRSSKiB = peakRSS()
 	if report != "" {
 		if werr := writeReport(report, rep); werr != nil && err == nil {
 			err = werr
 		}
 	}
 	if err != nil {
+		if isGaveUp(err) {
+			err = fmt.Errorf("%w (is the daemon running and are the caches reachable? --timeout allows more time)", err)
+		}
 		return fail(e, err)
 	}
 	if len(rep.Substituted) > 0 || so.verbose {
-		logf("%d roots in %s: fetched %d paths (%s) in %.2fs, %d retries",
-			len(rep.Roots), so.gcRootDir, len(rep.Substituted), human.Bytes(rep.DownloadBytes), rep.Seconds, rep.Retries)
+		retries := "retries"
+		if rep.Retries == 1 {
+			retries = "retry"
+		}
+		logf("%d roots in %s: fetched %d paths (%s) in %.2fs, %d %s",
+			len(rep.Roots), so.gcRootDir, len(rep.Substituted), human.Bytes(rep.DownloadBytes), rep.Seconds, rep.Retries, retries)
 	}
 	return exitOK
 }
@@ -138,4 +151,21 @@ func writeReport(file string, rep *realise.Report) error {
 		return fmt.Errorf("write report: %w", err)
 	}
 	return nil
+}
+
+// peakRSS is this process's own peak resident set (VmHWM), in KiB. Unlike
+// getrusage it does not count what the parent had before exec.
+func peakRSS() int64 {
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			var kib int64
+			fmt.Sscan(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), &kib)
+			return kib
+		}
+	}
+	return 0
 }

@@ -2,9 +2,9 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"text/tabwriter"
 
@@ -32,10 +32,7 @@ func runStatus(ctx context.Context, e *env, args []string) int {
 	so.addFlags(fs)
 	fs.Usage = func() { fmt.Fprint(e.stderr, statusUsage+fs.FlagUsages()+"\n"+exitCodesHelp) }
 	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, pflag.ErrHelp) {
-			return exitOK
-		}
-		return exitUsage
+		return parseFailed(e, "nix-init status", err)
 	}
 	paths := fs.Args()
 	for _, p := range paths {
@@ -65,12 +62,16 @@ func printStatus(ctx context.Context, e *env, so *storeOptions, st *settings, pa
 	fmt.Fprintf(w, "trusted keys: %s\n", orNone(st.trustedKeys))
 
 	roots, rootsErr := gcroots.List(so.gcRootDir)
-	if len(paths) == 0 {
-		for _, r := range roots {
-			if !r.Stray {
-				paths = append(paths, r.Target)
-			}
+	// The roots' targets are checked whatever paths were asked about: a
+	// root's state depends on its target's validity.
+	var targets []string
+	for _, r := range roots {
+		if !r.Stray && store.ValidatePath(r.Target) == nil {
+			targets = append(targets, r.Target)
 		}
+	}
+	if len(paths) == 0 {
+		paths = targets
 	}
 
 	conn, err := so.connect(ctx, st)
@@ -82,14 +83,16 @@ func printStatus(ctx context.Context, e *env, so *storeOptions, st *settings, pa
 	fmt.Fprintf(w, "daemon:       Nix %s, protocol %d.%d, %s\n", conn.DaemonVersion(), conn.Protocol()>>8, conn.Protocol()&0xff, trustText(conn.Trust(), st.location))
 
 	valid := map[string]bool{}
-	if len(paths) > 0 {
-		vs, err := conn.QueryValidPaths(ctx, dedupe(paths), false)
+	if all := dedupe(append(slices.Clone(paths), targets...)); len(all) > 0 {
+		vs, err := conn.QueryValidPaths(ctx, all, false)
 		if err != nil {
 			return fmt.Errorf("query valid paths: %w", err)
 		}
 		for _, p := range vs {
 			valid[p] = true
 		}
+	}
+	if len(paths) > 0 {
 		fmt.Fprintf(w, "\npaths:\n")
 		tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', 0)
 		for _, p := range dedupe(paths) {
@@ -137,12 +140,13 @@ func rootState(r gcroots.Root, valid map[string]bool, registered map[string]stri
 	if r.Stray {
 		return "not a root (not a link into the store)"
 	}
-	var parts []string
-	if valid[r.Target] {
-		parts = append(parts, "valid")
-	} else {
-		parts = append(parts, "DANGLING (target not valid in the store)")
+	if !valid[r.Target] {
+		// The daemon lists only roots to valid paths, so whether the link
+		// is registered cannot be told; nor does it matter until the
+		// target is made valid again (run nix-init).
+		return "DANGLING (target not valid in the store)"
 	}
+	parts := []string{"valid"}
 	switch {
 	case findErr != nil:
 		parts = append(parts, fmt.Sprintf("registration unknown (%v)", findErr))

@@ -12,7 +12,9 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/nix-aurora/nix-aurora/binarycache"
 	"github.com/nix-aurora/nix-aurora/nixconf"
+	"github.com/nix-aurora/nix-aurora/realise"
 	"github.com/nix-aurora/nix-aurora/store"
 )
 
@@ -26,6 +28,7 @@ type storeOptions struct {
 	jobs         int
 	gcRootDir    string
 	verbose      bool
+	via          string // "auto", "direct" or "daemon"
 }
 
 func (o *storeOptions) addFlags(fs *pflag.FlagSet) {
@@ -35,6 +38,7 @@ func (o *storeOptions) addFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.nixDaemon, "nix-daemon", "", "nix-daemon program for single-user mode (default: found on PATH or in the default profile)")
 	fs.IntVar(&o.jobs, "jobs", 16, "paths substituted in parallel")
 	fs.StringVar(&o.gcRootDir, "gc-root-dir", ".gc", "directory of the GC root links")
+	fs.StringVar(&o.via, "via", "auto", "how to substitute: direct (fetch NARs from the caches ourselves, in parallel, verified), daemon (let the store substitute), auto (direct when substituters are known and signatures required)")
 }
 
 // settings are the node's settings with the flags applied on top.
@@ -44,6 +48,7 @@ type settings struct {
 	trustedKeys  []string
 	fromFlags    bool // substituters came from flags
 	connectTO    time.Duration
+	conf         *nixconf.Config
 }
 
 func (o *storeOptions) resolve(e *env) (*settings, error) {
@@ -55,6 +60,7 @@ func (o *storeOptions) resolve(e *env) (*settings, error) {
 		substituters: conf.Substituters(),
 		trustedKeys:  conf.TrustedPublicKeys(),
 		connectTO:    conf.ConnectTimeout(),
+		conf:         conf,
 	}
 	if len(o.substituters) > 0 {
 		s.substituters = o.substituters
@@ -76,6 +82,11 @@ func (o *storeOptions) resolve(e *env) (*settings, error) {
 	}
 	if o.jobs < 1 {
 		return nil, usageError{"--jobs must be at least 1"}
+	}
+	switch o.via {
+	case "auto", "direct", "daemon":
+	default:
+		return nil, usageError{fmt.Sprintf("--via %q: want auto, direct or daemon", o.via)}
 	}
 	return s, nil
 }
@@ -147,4 +158,50 @@ func (o *storeOptions) findNixDaemon() string {
 		}
 	}
 	return "nix-daemon"
+}
+
+// substituter chooses how missing paths are fetched. Direct fetches NARs
+// itself (one plan, parallel downloads, every narinfo verified against the
+// trusted keys before anything is downloaded); it never imports unsigned
+// paths, so with require-sigs = false the store's own substitution is used.
+func (o *storeOptions) substituter(st *settings) (realise.Substituter, error) {
+	direct := o.via == "direct" || (o.via == "auto" && len(st.substituters) > 0 && st.conf.RequireSigs())
+	if !direct {
+		return realise.Daemon{}, nil
+	}
+	keys, err := binarycache.ParsePublicKeys(strings.Join(st.trustedKeys, " "))
+	if err != nil {
+		return nil, usageError{fmt.Sprintf("trusted public keys: %v", err)}
+	}
+	netrc, err := binarycache.LoadNetrc(st.conf.NetrcFile())
+	if err != nil {
+		return nil, fmt.Errorf("read netrc: %w", err)
+	}
+	return &realise.Direct{
+		URLs: st.substituters,
+		Options: binarycache.Options{
+			TrustedKeys:    keys,
+			Netrc:          netrc,
+			ConnectTimeout: st.connectTO,
+			StallTimeout:   st.conf.StalledDownloadTimeout(),
+			Attempts:       downloadAttempts(st.conf),
+		},
+		Jobs:     o.jobs,
+		Fallback: realise.Daemon{},
+	}, nil
+}
+
+// downloadAttempts is nix.conf's download-attempts (0, the default, when
+// unset or not a positive number), which the daemon's own substitution
+// honours too.
+func downloadAttempts(conf *nixconf.Config) int {
+	v, ok := conf.Get("download-attempts")
+	if !ok {
+		return 0
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(v))
+	if err != nil || n < 1 {
+		return 0
+	}
+	return n
 }

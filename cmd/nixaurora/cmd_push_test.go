@@ -1,0 +1,496 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"io/fs"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nix-aurora/nix-aurora/aurora"
+	"github.com/nix-aurora/nix-aurora/binarycache"
+	"github.com/nix-aurora/nix-aurora/internal/testnix"
+	"github.com/nix-aurora/nix-aurora/internal/testnode"
+)
+
+// pushKey makes a fresh signing key with nix-store and returns the secret
+// key file and the public key.
+func pushKey(t *testing.T) (string, string) {
+	t.Helper()
+	dir := t.TempDir()
+	var b [4]byte
+	rand.Read(b[:])
+	name := "nxa-push-" + hex.EncodeToString(b[:]) + "-1"
+	sk, pk := filepath.Join(dir, "sk"), filepath.Join(dir, "pk")
+	if out, err := exec.Command("nix-store", "--generate-binary-cache-key", name, sk, pk).CombinedOutput(); err != nil {
+		t.Fatalf("generate key: %v\n%s", err, out)
+	}
+	pub, err := os.ReadFile(pk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sk, strings.TrimSpace(string(pub))
+}
+
+// cacheDir is a new, empty directory for a file:// cache, with a short
+// plain name.
+func cacheDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "nxa-push-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
+// builtJob builds examples/hello_world with a link to its JSON and returns
+// the link, the JSON's store path, its roots and their closure.
+func builtJob(t *testing.T) (link, jsonPath string, roots, closure []string) {
+	t.Helper()
+	link = filepath.Join(t.TempDir(), "result")
+	code, out, errOut := runCLI(t, "build", filepath.Join(repoRoot(t), "examples", "hello_world"), "-o", link)
+	if code != exitOK {
+		t.Fatalf("build: exit %d\n%s", code, errOut)
+	}
+	jsonPath = strings.TrimSpace(out)
+	data, err := os.ReadFile(jsonPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := aurora.ParseDocument(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, err := jobRoots(jsonPath, doc.Jobs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rs {
+		roots = append(roots, r.path)
+	}
+	if len(roots) == 0 {
+		t.Fatal("the job has no roots")
+	}
+	set := map[string]bool{}
+	for _, r := range roots {
+		for p := range closureOf(t, r) {
+			set[p] = true
+		}
+	}
+	for p := range set {
+		closure = append(closure, p)
+	}
+	slices.Sort(closure)
+	return link, jsonPath, roots, closure
+}
+
+// cachedPaths lists the store paths the cache directory has narinfos for.
+func cachedPaths(t *testing.T, dir string) []string {
+	t.Helper()
+	files, _ := filepath.Glob(filepath.Join(dir, "*.narinfo"))
+	var paths []string
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ni, err := binarycache.ParseNarInfo(b)
+		if err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		paths = append(paths, ni.StorePath)
+	}
+	slices.Sort(paths)
+	return paths
+}
+
+// snapshot is every file of a directory with its size and modification time.
+func snapshot(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	m := map[string]string{}
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !d.IsDir() {
+			fi, _ := d.Info()
+			m[p] = fi.ModTime().String() + " " + fi.Mode().String()
+		}
+		return nil
+	})
+	return m
+}
+
+// checkIndexes reads each root's closure index back with binarycache,
+// verified under pk, and plans the roots from it in one request each.
+func checkIndexes(t *testing.T, cacheURL, pk string, roots, closure []string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	key, err := binarycache.ParsePublicKey(pk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := binarycache.Open(ctx, cacheURL, binarycache.Options{TrustedKeys: []binarycache.PublicKey{key}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, root := range roots {
+		infos, err := c.ClosureIndex(ctx, root)
+		if err != nil {
+			t.Fatalf("closure index of %s: %v", root, err)
+		}
+		var got []string
+		for _, ni := range infos {
+			got = append(got, ni.StorePath)
+		}
+		slices.Sort(got)
+		want := slices.Sorted(func(yield func(string) bool) {
+			for p := range closureOf(t, root) {
+				if !yield(p) {
+					return
+				}
+			}
+		})
+		if !slices.Equal(got, want) {
+			t.Errorf("closure index of %s lists %q, want %q", root, got, want)
+		}
+	}
+	plan, err := binarycache.Caches{c}.Plan(ctx, roots, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := slices.Sorted(slices.Values(roots)); !slices.Equal(plan.IndexedRoots, want) {
+		t.Errorf("planned from indexes: %q, want %q", plan.IndexedRoots, want)
+	}
+	if len(plan.Paths) != len(closure) {
+		t.Errorf("plan has %d paths, want %d", len(plan.Paths), len(closure))
+	}
+}
+
+// substitute makes a fresh node (its own chroot store and cold narinfo
+// cache) fetch every root from the cache with Nix 2.8, then checks the
+// store's contents.
+func substitute(t *testing.T, cacheURL, pk string, roots, closure []string, extra ...string) {
+	t.Helper()
+	node := testnode.NewNode(t, testnode.NodeOptions{})
+	for _, root := range roots {
+		node.NixStore(t, append([]string{"-r", root,
+			"--option", "substituters", cacheURL,
+			"--option", "trusted-public-keys", pk}, extra...)...)
+	}
+	if missing := node.Invalid(t, closure...); len(missing) > 0 {
+		t.Errorf("not valid on the node after nix-store -r: %q", missing)
+	}
+	node.Verify(t)
+}
+
+func countLines(s, prefix string) int {
+	n := 0
+	for _, l := range strings.Split(s, "\n") {
+		if strings.HasPrefix(l, prefix) {
+			n++
+		}
+	}
+	return n
+}
+
+// push builds the job, uploads its closures to a file:// cache that Nix
+// 2.8 then substitutes from; a second push uploads nothing.
+func TestPushFileCache(t *testing.T) {
+	testnix.Require(t)
+	sk, pk := pushKey(t)
+	dir := cacheDir(t)
+	_, jsonPath, roots, closure := builtJob(t)
+
+	code, _, errOut := runCLI(t, "push", "--to", "file://"+dir, "--secret-key", sk, "--jobs", "2",
+		filepath.Join(repoRoot(t), "examples", "hello_world"))
+	if code != exitOK {
+		t.Fatalf("push: exit %d\n%s", code, errOut)
+	}
+	if got := cachedPaths(t, dir); !slices.Equal(got, closure) {
+		t.Errorf("cache has %q\nwant the roots' closure %q", got, closure)
+	}
+	if slices.Contains(cachedPaths(t, dir), jsonPath) {
+		t.Errorf("the job JSON itself was pushed")
+	}
+	if n := countLines(errOut, "uploaded /nix/store/"); n != len(closure) {
+		t.Errorf("%d 'uploaded' lines, want %d:\n%s", n, len(closure), errOut)
+	}
+	if !strings.Contains(errOut, "pushed 1 root to file://"+dir+": 3 uploaded (") || !strings.Contains(errOut, "1 closure index written") {
+		t.Errorf("summary:\n%s", errOut)
+	}
+	if nars, _ := filepath.Glob(filepath.Join(dir, "nar", "*.nar.zst")); len(nars) != len(closure) {
+		t.Errorf("%d zstd NARs, want %d", len(nars), len(closure))
+	}
+	info, _ := os.ReadFile(filepath.Join(dir, "nix-cache-info"))
+	if !strings.Contains(string(info), "StoreDir: /nix/store") {
+		t.Errorf("nix-cache-info %q", info)
+	}
+
+	substitute(t, "file://"+dir, pk, roots, closure)
+	checkIndexes(t, "file://"+dir, pk, roots, closure)
+
+	// Again: nothing is written, not even the closure index.
+	before := snapshot(t, dir)
+	code, _, errOut = runCLI(t, "push", "--to", "file://"+dir, "--secret-key", sk, filepath.Join(repoRoot(t), "examples", "hello_world"))
+	if code != exitOK {
+		t.Fatalf("second push: exit %d\n%s", code, errOut)
+	}
+	if n := countLines(errOut, "uploaded "); n != 0 || !strings.Contains(errOut, ": 0 uploaded, 3 already there, 0 closure indexes written (1 unchanged)") {
+		t.Errorf("second push:\n%s", errOut)
+	}
+	if after := snapshot(t, dir); !maps(before, after) {
+		t.Errorf("the second push changed the cache:\nbefore %v\nafter  %v", before, after)
+	}
+}
+
+func maps(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// push over HTTP (PUT, as Nix's HTTP binary cache store writes), with
+// netrc credentials; Nix 2.8 substitutes from the same URL; a second push
+// PUTs nothing.
+func TestPushHTTPCache(t *testing.T) {
+	testnix.Require(t)
+	sk, pk := pushKey(t)
+	link, _, roots, closure := builtJob(t)
+	cache := testnode.NewCache(t, testnode.CacheOptions{Writable: true})
+
+	// Writes need credentials; reads do not, so that Nix needs no netrc.
+	target, _ := url.Parse(cache.URL)
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPut {
+			if u, p, ok := r.BasicAuth(); !ok || u != "pusher" || p != "s3cret" {
+				http.Error(w, "unauthorized", http.StatusUnauthorized)
+				return
+			}
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	t.Cleanup(front.Close)
+	netrc := filepath.Join(t.TempDir(), "netrc")
+	os.WriteFile(netrc, []byte("machine 127.0.0.1 login pusher password s3cret\n"), 0o600)
+
+	puts := func() int {
+		n := 0
+		for _, r := range cache.Log() {
+			if r.Method == http.MethodPut {
+				n++
+			}
+		}
+		return n
+	}
+
+	// Without credentials the first PUT fails, naming what and where.
+	code, _, errOut := runCLI(t, "push", "--to", front.URL, "--secret-key", sk, link)
+	if code != exitFailure || !strings.Contains(errOut, front.URL) || !strings.Contains(errOut, "401") {
+		t.Fatalf("push without credentials: exit %d\n%s", code, errOut)
+	}
+
+	code, _, errOut = runCLI(t, "push", "--to", front.URL, "--secret-key", sk, "--netrc", netrc, link)
+	if code != exitOK {
+		t.Fatalf("push: exit %d\n%s", code, errOut)
+	}
+	if got := cachedPaths(t, cache.Dir); !slices.Equal(got, closure) {
+		t.Errorf("cache has %q\nwant %q", got, closure)
+	}
+	if n := puts(); n != 2*len(closure)+len(roots) { // NAR and narinfo each, an index per root
+		t.Errorf("%d PUTs, want %d", n, 2*len(closure)+len(roots))
+	}
+	substitute(t, cache.URL, pk, roots, closure)
+	checkIndexes(t, cache.URL, pk, roots, closure)
+
+	n := puts()
+	code, _, errOut = runCLI(t, "push", "--to", front.URL, "--secret-key", sk, "--netrc", netrc, link)
+	if code != exitOK || !strings.Contains(errOut, "0 uploaded, 3 already there") {
+		t.Fatalf("second push: exit %d\n%s", code, errOut)
+	}
+	if puts() != n {
+		t.Errorf("the second push sent %d PUTs", puts()-n)
+	}
+}
+
+// The arguments push takes: a JSON file (or a build's link to one), plain
+// store paths (or paths inside them), several at once; the key from
+// NIX_SECRET_KEY_FILE; --no-sign.
+func TestPushArguments(t *testing.T) {
+	testnix.Require(t)
+	sk, pk := pushKey(t)
+	link, jsonPath, roots, closure := builtJob(t)
+
+	// The JSON's store path, and the link to it, with the key from the
+	// environment.
+	t.Setenv("NIX_SECRET_KEY_FILE", sk)
+	for _, arg := range []string{jsonPath, link} {
+		dir := cacheDir(t)
+		code, _, errOut := runCLI(t, "push", "--to", "file://"+dir, arg)
+		if code != exitOK {
+			t.Fatalf("push %s: exit %d\n%s", arg, code, errOut)
+		}
+		if got := cachedPaths(t, dir); !slices.Equal(got, closure) {
+			t.Errorf("push %s: cache has %q\nwant %q", arg, got, closure)
+		}
+	}
+
+	// Plain store paths: a leaf, and a file inside the root (which stands
+	// for the root); each gets its closure and an index.
+	root := roots[0]
+	var leaf string
+	for _, p := range closure {
+		if len(closureOf(t, p)) == 1 {
+			leaf = p
+		}
+	}
+	dir := cacheDir(t)
+	code, _, errOut := runCLI(t, "push", "--to", "file://"+dir, leaf)
+	if code != exitOK {
+		t.Fatalf("push %s: exit %d\n%s", leaf, code, errOut)
+	}
+	if got := cachedPaths(t, dir); !slices.Equal(got, []string{leaf}) {
+		t.Errorf("cache has %q, want just %s", got, leaf)
+	}
+	entries, _ := os.ReadDir(root)
+	inside := filepath.Join(root, entries[0].Name())
+	code, _, errOut = runCLI(t, "push", "--to", "file://"+dir, inside, leaf)
+	if code != exitOK || !strings.Contains(errOut, "pushed 2 roots") || !strings.Contains(errOut, "1 already there") {
+		t.Fatalf("push %s %s: exit %d\n%s", inside, leaf, code, errOut)
+	}
+	if got := cachedPaths(t, dir); !slices.Equal(got, closure) {
+		t.Errorf("cache has %q\nwant %q", got, closure)
+	}
+	checkIndexes(t, "file://"+dir, pk, []string{root, leaf}, closure)
+
+	// Unsigned: no Sig lines; Nix takes it with require-sigs = false.
+	t.Setenv("NIX_SECRET_KEY_FILE", "")
+	dir = cacheDir(t)
+	code, _, errOut = runCLI(t, "push", "--to", "file://"+dir, "--no-sign", link)
+	if code != exitOK {
+		t.Fatalf("push --no-sign: exit %d\n%s", code, errOut)
+	}
+	files, _ := filepath.Glob(filepath.Join(dir, "*.narinfo"))
+	for _, f := range files {
+		if b, _ := os.ReadFile(f); strings.Contains(string(b), "\nSig: ") {
+			t.Errorf("%s is signed:\n%s", f, b)
+		}
+	}
+	if len(files) != len(closure) {
+		t.Errorf("%d narinfos, want %d", len(files), len(closure))
+	}
+	substitute(t, "file://"+dir, pk, roots, closure, "--option", "require-sigs", "false")
+}
+
+func TestPushErrors(t *testing.T) {
+	t.Setenv("NIX_SECRET_KEY_FILE", "")
+	dir := t.TempDir()
+	goodArgs := []string{"/nix/store/00000000000000000000000000000000-x"}
+	usage := [][]string{
+		{"push"},
+		{"push", "--secret-key", "k"},
+		append([]string{"push", "--secret-key", "k"}, goodArgs...),      // no --to
+		{"push", "--to", "file://" + dir, "--secret-key", "k"},          // nothing to push
+		append([]string{"push", "--to", "file://" + dir}, goodArgs...),  // no key
+		append([]string{"push", "--to", dir, "--no-sign"}, goodArgs...), // not a URL
+		append([]string{"push", "--to", "file://" + dir, "--no-sign", "--secret-key", "k"}, goodArgs...),
+		append([]string{"push", "--to", "file://" + dir, "--no-sign", "--jobs", "0"}, goodArgs...),
+		append([]string{"push", "--to", "file://" + dir, "--no-sign", "--arg", "x"}, goodArgs...),
+		{"push", "--to", "file://" + dir, "--no-sign", "/nix/store/short"},
+	}
+	for _, args := range usage {
+		code, _, errOut := runCLI(t, args...)
+		if code != exitUsage {
+			t.Errorf("%q: exit %d, want %d\n%s", args, code, exitUsage, errOut)
+		}
+	}
+
+	// A bad key file fails, naming it, before anything is built.
+	bad := filepath.Join(dir, "bad.sk")
+	os.WriteFile(bad, []byte("nxa-push-1:bm90IGEga2V5"), 0o600)
+	for _, file := range []string{bad, filepath.Join(dir, "missing.sk")} {
+		code, _, errOut := runCLI(t, "push", "--to", "file://"+dir, "--secret-key", file, "does-not-exist.nix")
+		if code != exitFailure || !strings.Contains(errOut, file) || strings.Contains(errOut, "nix-build") {
+			t.Errorf("key %s: exit %d\n%s", file, code, errOut)
+		}
+	}
+
+	// A JSON file without init processes has nothing to push.
+	noInit := filepath.Join(dir, "noinit.json")
+	os.WriteFile(noInit, []byte(`{"name": "x", "role": "r", "cluster": "c", "environment": "devel",
+		"task": {"processes": [{"name": "p", "cmdline": "/nix/store/00000000000000000000000000000000-x/bin/x"}],
+		         "resources": {"cpu": 1, "ram": 1048576, "disk": 1048576}}}`), 0o644)
+	code, _, errOut := runCLI(t, "push", "--to", "file://"+dir, "--no-sign", noInit)
+	if code != exitFailure || !strings.Contains(errOut, noInit) || !strings.Contains(errOut, "nix_init") {
+		t.Errorf("no init: exit %d\n%s", code, errOut)
+	}
+
+	testnix.Require(t)
+	// A store path that is not in the local store.
+	code, _, errOut = runCLI(t, "push", "--to", "file://"+dir, "--no-sign", goodArgs[0])
+	if code != exitFailure || !strings.Contains(errOut, goodArgs[0]) || !strings.Contains(errOut, "not valid in the local store") {
+		t.Errorf("invalid path: exit %d\n%s", code, errOut)
+	}
+}
+
+func TestJobRoots(t *testing.T) {
+	doc, err := aurora.ParseDocument([]byte(`[
+	  {"name": "a", "role": "r", "cluster": "c", "environment": "devel", "task": {"processes": [
+	    {"name": "nix_init", "cmdline": "/nix/var/nix/profiles/default/bin/nix-init '--substituter' 'http://cache/x=/y' 'web=/nix/store/11111111111111111111111111111111-root-web' 'it'\''s=/nix/store/22222222222222222222222222222222-root-q'"},
+	    {"name": "nix_init_final", "final": true, "cmdline": "'/opt/nix init' \"cleanup=/nix/store/33333333333333333333333333333333-root-c\" x\\=/nix/store/44444444444444444444444444444444-root-d"},
+	    {"name": "web", "cmdline": "/nix/store/55555555555555555555555555555555-web/bin/web x=/nix/store/66666666666666666666666666666666-no"}]}}]`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots, err := jobRoots("job.json", doc.Jobs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, r := range roots {
+		got = append(got, r.path)
+	}
+	want := []string{
+		"/nix/store/11111111111111111111111111111111-root-web",
+		"/nix/store/22222222222222222222222222222222-root-q",
+		"/nix/store/33333333333333333333333333333333-root-c",
+		"/nix/store/44444444444444444444444444444444-root-d",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("roots %q\nwant %q", got, want)
+	}
+	if !strings.Contains(roots[1].from, "root it's") {
+		t.Errorf("from %q", roots[1].from)
+	}
+
+	for _, cmdline := range []string{"nix-init 'a=/nix/store/x", `nix-init "a=/nix/store/x`} {
+		doc.Jobs[0].Task.Processes[0].Cmdline = &cmdline
+		if _, err := jobRoots("job.json", doc.Jobs); err == nil || !strings.Contains(err.Error(), "unterminated") {
+			t.Errorf("%q: %v", cmdline, err)
+		}
+	}
+	bad := "nix-init 'a=/nix/store/not-a-store-path'"
+	doc.Jobs[0].Task.Processes[0].Cmdline = &bad
+	if _, err := jobRoots("job.json", doc.Jobs); err == nil || !strings.Contains(err.Error(), "job.json: job c/r/devel/a: process nix_init") {
+		t.Errorf("bad path: %v", err)
+	}
+}

@@ -1,0 +1,601 @@
+package realise
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+	"golang.org/x/sync/semaphore"
+
+	"github.com/nix-aurora/nix-aurora/binarycache"
+	"github.com/nix-aurora/nix-aurora/internal/human"
+	"github.com/nix-aurora/nix-aurora/nar"
+	"github.com/nix-aurora/nix-aurora/store"
+)
+
+// Defaults of Direct.
+const (
+	DefaultDirectJobs    = 16
+	DefaultDirectImports = 4
+)
+
+// Direct substitutes by fetching NARs from binary caches itself and
+// importing each through the store's AddToStoreNar, instead of asking the
+// daemon to substitute (Nix 2.8 fetches one path at a time and discovers a
+// closure one level per round trip).
+//
+// One Substitute call:
+//  1. opens the caches (one nix-cache-info request each);
+//  2. plans the whole missing closure (binarycache.Caches.Plan: one request
+//     per root when a cache has a closure index, else breadth first, each
+//     level in parallel), verifying every narinfo's signature against the
+//     trusted keys before any NAR is requested;
+//  3. holds a temp root on the session's connection for every planned path,
+//     so that a garbage collection meanwhile cannot take an imported
+//     dependency before its referrer is valid and rooted (the daemon's
+//     temp roots match invalid paths too, by hash part);
+//  4. downloads the NARs, Jobs at a time, references first, each streamed
+//     into a temporary file while the strict NAR reader checks it (the
+//     cache client checks NarSize and NarHash at the end);
+//  5. imports each path as soon as its download is complete and all its
+//     references are valid, on a pool of at most Imports connections, so
+//     independent paths import in parallel.
+//
+// Memory stays bounded (small buffers per download); disk holds at most the
+// NARs downloaded but not yet imported, each removed after its import.
+//
+// Signatures: with a daemon, AddToStoreNar asks it to check the signatures
+// again against its own trusted keys. In single-user mode (a child
+// nix-daemon --stdio serving a local store) nix-init is the only gate: the
+// paths it imports are exactly those whose narinfos it verified, and the
+// store is told not to check again.
+//
+// When direct substitution cannot be used (no caches, none of them can be
+// opened, e.g. an s3:// URL, or a path missing from all the caches it can
+// read while some it cannot read might have it), Fallback substitutes
+// instead. Signature and hash failures never fall back.
+type Direct struct {
+	// URLs are the binary caches (nix.conf's substituters), opened at each
+	// Substitute call that has something to fetch: a run where everything
+	// is valid makes no request.
+	URLs []string
+	// Options say how caches are read: TrustedKeys (trusted-public-keys),
+	// Netrc, timeouts and retries. A nil Logf logs through the session.
+	Options binarycache.Options
+	// Caches, when not empty, are used instead of opening URLs.
+	Caches binarycache.Caches
+	// Jobs bounds the parallel downloads (default DefaultDirectJobs).
+	Jobs int
+	// Imports bounds the store connections importing at once, the
+	// session's own included (default DefaultDirectImports).
+	Imports int
+	// Connect opens extra configured connections to the same store for
+	// parallel imports; nil means the session's Config.Connect. When it
+	// fails, the imports share the connections that are open.
+	Connect func(ctx context.Context) (*store.Conn, error)
+	// TempDir holds the NARs between download and import (default
+	// os.TempDir()).
+	TempDir string
+	// Fallback substitutes when direct substitution cannot be used; nil
+	// makes that an error.
+	Fallback Substituter
+}
+
+// Substitute makes paths valid with their closures (see Direct).
+func (d *Direct) Substitute(ctx context.Context, s *Session, paths []string) error {
+	err := d.substitute(ctx, s, paths)
+	if err != nil && ctx.Err() != nil && !errors.Is(err, ctx.Err()) {
+		// Stopped from outside, or out of time: say so, whatever the
+		// interrupted operation made of it (the engine tells a budget
+		// that ran out from a failure by this).
+		err = fmt.Errorf("%w (%w)", err, ctx.Err())
+	}
+	return err
+}
+
+func (d *Direct) substitute(ctx context.Context, s *Session, paths []string) error {
+	logf := serialLog(s.Logf)
+	caches, failed, err := d.open(ctx, logf)
+	if err != nil {
+		return err
+	}
+	if len(caches) == 0 {
+		if len(failed) == 0 {
+			return d.fallback(ctx, s, paths, "no substituters configured",
+				errors.New("direct substitution unavailable (no substituters configured), and no fallback"))
+		}
+		return d.fallback(ctx, s, paths, "no substituter can be read: "+describeFailures(failed),
+			fmt.Errorf("direct substitution unavailable (no substituter can be read), and no fallback: %w", errList(failed)))
+	}
+	isValid := func(ps []string) ([]string, error) { return s.Conn.QueryValidPaths(ctx, ps, false) }
+	plan, err := caches.Plan(ctx, paths, isValid)
+	if err != nil {
+		missing := notFoundPath(err)
+		if missing == "" {
+			return err
+		}
+		nf := &NotFoundError{Paths: []string{missing}, Caches: cacheURLs(caches)}
+		var transient []error
+		for _, e := range failed {
+			if binarycache.IsTransient(e) {
+				transient = append(transient, e)
+			}
+		}
+		switch {
+		case len(transient) > 0:
+			// A cache that could not be asked may have it: that can heal.
+			return fmt.Errorf("cannot tell whether a substituter has %s: %s do not, and %w",
+				missing, strings.Join(nf.Caches, ", "), errList(transient))
+		case len(failed) > 0:
+			return d.fallback(ctx, s, paths, fmt.Sprintf("%s is in none of the substituters nix-init can read, and it cannot read %s",
+				missing, describeFailures(failed)), fmt.Errorf("%w; nix-init cannot read %s", nf, describeFailures(failed)))
+		}
+		return nf
+	}
+	if len(plan.Paths) == 0 {
+		return nil
+	}
+	// Temp roots first: from the first import on, a path must survive a
+	// garbage collection until its referrers are valid and rooted. The
+	// import connections' own temp roots go when they close.
+	for _, pp := range plan.Paths {
+		if err := s.Conn.AddTempRoot(ctx, pp.Path); err != nil {
+			return fmt.Errorf("hold temp root %s before importing it: %w", pp.Path, err)
+		}
+	}
+	sizes := make(map[string]uint64, len(plan.Paths))
+	for _, pp := range plan.Paths {
+		sizes[pp.Path] = downloadSize(pp.Info)
+	}
+	s.SetDownloadSizes(sizes)
+	logf("fetching %d paths (%s to download, %s unpacked) directly from %s",
+		len(plan.Paths), human.Bytes(plan.DownloadSize), human.Bytes(plan.NarSize), strings.Join(cacheURLs(caches), ", "))
+	return d.fetch(ctx, s, plan, logf)
+}
+
+// open returns the caches to read, and the errors of those that could not
+// be opened. The error is non-nil only when none opened and some failed
+// transiently: retrying later may help, falling back would not.
+func (d *Direct) open(ctx context.Context, logf func(string, ...any)) (binarycache.Caches, []error, error) {
+	if len(d.Caches) > 0 {
+		return d.Caches, nil, nil
+	}
+	if len(d.URLs) == 0 {
+		return nil, nil, nil
+	}
+	opts := d.Options
+	if opts.Logf == nil {
+		opts.Logf = logf
+	}
+	caches, err := binarycache.OpenAll(ctx, d.URLs, opts)
+	var failed []error
+	if err != nil {
+		if j, ok := err.(interface{ Unwrap() []error }); ok {
+			failed = j.Unwrap()
+		} else {
+			failed = []error{err}
+		}
+	}
+	if ctx.Err() != nil {
+		return nil, nil, fmt.Errorf("open the substituters: %w", errList(append([]error{ctx.Err()}, failed...)))
+	}
+	if len(caches) == 0 {
+		for _, e := range failed {
+			if binarycache.IsTransient(e) {
+				return nil, nil, fmt.Errorf("no substituter can be reached: %w", errList(failed))
+			}
+		}
+	}
+	return caches, failed, nil
+}
+
+// fallback hands paths to the Fallback substituter, saying why; without
+// one, it returns noFallback.
+func (d *Direct) fallback(ctx context.Context, s *Session, paths []string, reason string, noFallback error) error {
+	if d.Fallback == nil {
+		return noFallback
+	}
+	s.Logf("direct substitution unavailable (%s): letting the daemon substitute", reason)
+	return d.Fallback.Substitute(ctx, s, paths)
+}
+
+// errList is several errors as one, on one line.
+type errList []error
+
+func (l errList) Error() string {
+	msgs := make([]string, len(l))
+	for i, e := range l {
+		msgs[i] = squash(e.Error())
+	}
+	return strings.Join(msgs, "; ")
+}
+
+func (l errList) Unwrap() []error { return l }
+
+func describeFailures(errs []error) string {
+	var msgs []string
+	for _, e := range errs {
+		var be *binarycache.Error
+		if errors.As(e, &be) && be.Cache != "" && be.Err != nil {
+			msgs = append(msgs, be.Cache+" ("+squash(be.Err.Error())+")")
+		} else {
+			msgs = append(msgs, squash(e.Error()))
+		}
+	}
+	return strings.Join(msgs, "; ")
+}
+
+// squash puts a message on one line (Nix indents the continuation lines
+// of its errors).
+func squash(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+func cacheURLs(cs binarycache.Caches) []string {
+	out := make([]string, len(cs))
+	for i, c := range cs {
+		out[i] = c.URL()
+	}
+	return out
+}
+
+// notFoundPath returns the store path a planning error says no cache has,
+// or "" when the error is something else.
+func notFoundPath(err error) string {
+	if !errors.Is(err, binarycache.ErrNotFound) {
+		return ""
+	}
+	var found string
+	walkErrors(err, func(e error) bool {
+		var be *binarycache.Error
+		if be, _ = e.(*binarycache.Error); be != nil && store.ValidatePath(be.Path) == nil && errors.Is(be, binarycache.ErrNotFound) {
+			found = be.Path
+			return false
+		}
+		return true
+	})
+	return found
+}
+
+// walkErrors calls fn on err and everything it wraps, depth first, until
+// fn returns false.
+func walkErrors(err error, fn func(error) bool) bool {
+	if err == nil {
+		return true
+	}
+	if !fn(err) {
+		return false
+	}
+	switch u := err.(type) {
+	case interface{ Unwrap() error }:
+		return walkErrors(u.Unwrap(), fn)
+	case interface{ Unwrap() []error }:
+		for _, e := range u.Unwrap() {
+			if !walkErrors(e, fn) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// downloadSize is what fetching a path costs: the compressed file's size
+// when the narinfo gives it, else the NAR's.
+func downloadSize(ni *binarycache.NarInfo) uint64 {
+	if ni.FileSize > 0 {
+		return ni.FileSize
+	}
+	return ni.NarSize
+}
+
+// serialLog makes a log function safe to call from several goroutines.
+func serialLog(logf func(string, ...any)) func(string, ...any) {
+	var mu sync.Mutex
+	return func(format string, args ...any) {
+		mu.Lock()
+		defer mu.Unlock()
+		logf(format, args...)
+	}
+}
+
+// pathJob is one planned path on its way into the store.
+type pathJob struct {
+	pp       binarycache.PlannedPath
+	refs     []*pathJob    // references that are planned too
+	imported chan struct{} // closed once the path is valid
+}
+
+// fetch downloads and imports the planned paths.
+func (d *Direct) fetch(ctx context.Context, s *Session, plan *binarycache.Plan, logf func(string, ...any)) error {
+	jobs := make([]*pathJob, len(plan.Paths))
+	byPath := make(map[string]*pathJob, len(plan.Paths))
+	for i, pp := range plan.Paths {
+		jobs[i] = &pathJob{pp: pp, imported: make(chan struct{})}
+		byPath[pp.Path] = jobs[i]
+	}
+	for _, j := range jobs {
+		for _, ref := range j.pp.Info.ReferencePaths() {
+			if r := byPath[ref]; r != nil && r != j {
+				j.refs = append(j.refs, r)
+			}
+		}
+	}
+	connect := d.Connect
+	if connect == nil {
+		connect = s.Config.Connect
+	}
+	pool := newConnPool(s, connect, d.Imports, logf)
+	defer pool.close()
+	// In single-user mode the store is ours and trusts us: what we import
+	// is exactly what we verified. A daemon checks the signatures again.
+	dontCheckSigs := s.Conn.Location().Mode == store.Local && s.Conn.Trust() == store.Trusted
+
+	nJobs := d.Jobs
+	if nJobs <= 0 {
+		nJobs = DefaultDirectJobs
+	}
+	downloads := semaphore.NewWeighted(int64(nJobs))
+	g, gctx := errgroup.WithContext(ctx)
+	var stopped error
+	// Downloads start in plan order, references first, so that imports can
+	// start early and few downloaded NARs wait for their references.
+	for _, j := range jobs {
+		if err := downloads.Acquire(gctx, 1); err != nil {
+			stopped = err
+			break
+		}
+		g.Go(func() error {
+			return d.fetchOne(gctx, j, downloads, pool, dontCheckSigs, s, logf)
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	if stopped != nil {
+		return fmt.Errorf("fetch %d paths: %w", len(jobs), stopped)
+	}
+	return nil
+}
+
+// fetchOne downloads one path (holding a download slot), waits for its
+// references, and imports it.
+func (d *Direct) fetchOne(ctx context.Context, j *pathJob, downloads *semaphore.Weighted, pool *connPool, dontCheckSigs bool, s *Session, logf func(string, ...any)) error {
+	start := time.Now()
+	pp := j.pp
+	f, err := d.download(ctx, pp)
+	downloads.Release(1)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		f.Close()
+		os.Remove(f.Name())
+	}()
+	for _, r := range j.refs {
+		select {
+		case <-r.imported:
+		case <-ctx.Done():
+			return fmt.Errorf("import %s: waiting for %s: %w", pp.Path, r.pp.Path, context.Cause(ctx))
+		}
+	}
+	info := store.PathInfo{
+		Path:       pp.Path,
+		NarHash:    pp.Info.NarHash,
+		NarSize:    pp.Info.NarSize,
+		References: pp.Info.ReferencePaths(),
+		Sigs:       pp.Info.Sigs,
+		CA:         pp.Info.CA,
+	}
+	// The deriver is not signed: one the daemon could not parse would cost
+	// the connection, and it is only informational.
+	if drv := binarycache.StoreDir + "/" + pp.Info.Deriver; pp.Info.Deriver != "" && store.ValidatePath(drv) == nil {
+		info.Deriver = drv
+	}
+	conn, err := pool.get(ctx)
+	if err != nil {
+		return fmt.Errorf("import %s: %w", pp.Path, err)
+	}
+	err = conn.AddToStoreNar(ctx, info, f, false, dontCheckSigs)
+	pool.put(conn)
+	if err != nil {
+		hint := ""
+		var de *store.DaemonError
+		if errors.As(err, &de) && strings.Contains(de.Message, "lacks a valid signature") {
+			hint = " (the store does not trust the key that signed it: add it to the daemon's trusted-public-keys)"
+		}
+		return fmt.Errorf("import %s fetched from %s: %w%s", pp.Path, pp.Cache.URL(), err, hint)
+	}
+	secs := time.Since(start).Seconds()
+	size := downloadSize(pp.Info)
+	s.Fetched(PathReport{Path: pp.Path, From: pp.Cache.URL(), Bytes: size, Seconds: secs})
+	logf("fetched %s from %s (%s, %.2fs)", pp.Path, pp.Cache.URL(), human.Bytes(size), secs)
+	// Only now: the referrers' lines come after this one.
+	close(j.imported)
+	return nil
+}
+
+// download streams pp's NAR into a new temporary file, which it returns
+// rewound; the caller removes it. The cache client verifies NarSize and
+// NarHash (and the format) by the end of the stream; the bytes also go
+// through the strict NAR reader here, so that nothing the store might
+// unpack differently (names such as "..", unsorted or duplicate entries,
+// trailing data) is ever handed to it.
+func (d *Direct) download(ctx context.Context, pp binarycache.PlannedPath) (*os.File, error) {
+	rc, err := pp.Cache.OpenNar(ctx, pp.Info)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	dir := d.TempDir
+	if dir == "" {
+		dir = os.TempDir()
+	}
+	f, err := os.CreateTemp(dir, "nix-init-*.nar")
+	if err != nil {
+		return nil, &binarycache.Error{Op: "download NAR", Path: pp.Path, Cache: pp.Cache.URL(), Err: fmt.Errorf("temporary file: %w", err)}
+	}
+	fail := func(err error) (*os.File, error) {
+		f.Close()
+		os.Remove(f.Name())
+		return nil, err
+	}
+	src := &sourceReader{r: rc}
+	dst := &sinkWriter{w: f}
+	n, err := nar.Copy(dst, src)
+	switch {
+	case dst.err != nil:
+		return fail(&binarycache.Error{Op: "download NAR", Path: pp.Path, Cache: pp.Cache.URL(), Err: fmt.Errorf("writing %s: %w", f.Name(), dst.err)})
+	case src.err != nil:
+		return fail(src.err) // the cache client's error names the path and cache
+	case err != nil:
+		// Not a canonical NAR: permanent. A truncation (the stream ended
+		// verified, yet mid-NAR) keeps its message but not its
+		// io.ErrUnexpectedEOF, which would make it look transient.
+		var fe *nar.FormatError
+		if !errors.As(err, &fe) {
+			return fail(&binarycache.Error{Op: "check NAR", Path: pp.Path, Cache: pp.Cache.URL(), Err: fmt.Errorf("%w: %v", nar.ErrInvalid, err)})
+		}
+		flat := *fe
+		if fe.Err != nil {
+			flat.Msg, flat.Err = fe.Msg+": "+fe.Err.Error(), nil
+		}
+		return fail(&binarycache.Error{Op: "check NAR", Path: pp.Path, Cache: pp.Cache.URL(), Err: &flat})
+	case !src.eof || uint64(n) != pp.Info.NarSize:
+		return fail(&binarycache.Error{Op: "check NAR", Path: pp.Path, Cache: pp.Cache.URL(),
+			Err: fmt.Errorf("%w: %d bytes read, the narinfo says %d", binarycache.ErrHashMismatch, n, pp.Info.NarSize)})
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return fail(&binarycache.Error{Op: "download NAR", Path: pp.Path, Cache: pp.Cache.URL(), Err: fmt.Errorf("temporary file: %w", err)})
+	}
+	return f, nil
+}
+
+// sourceReader remembers how a stream ended: a verified io.EOF, or the
+// first error.
+type sourceReader struct {
+	r   io.Reader
+	eof bool
+	err error
+}
+
+func (s *sourceReader) Read(p []byte) (int, error) {
+	n, err := s.r.Read(p)
+	switch {
+	case err == io.EOF:
+		s.eof = true
+	case err != nil && s.err == nil:
+		s.err = err
+	}
+	return n, err
+}
+
+// sinkWriter remembers the first write error.
+type sinkWriter struct {
+	w   io.Writer
+	err error
+}
+
+func (s *sinkWriter) Write(p []byte) (int, error) {
+	n, err := s.w.Write(p)
+	if err != nil && s.err == nil {
+		s.err = err
+	}
+	return n, err
+}
+
+// connPool lends store connections for imports: the session's own, and up
+// to max-1 more opened on demand. Extra connections that cannot be opened
+// are done without.
+type connPool struct {
+	free    chan *store.Conn
+	connect func(context.Context) (*store.Conn, error)
+	logf    func(string, ...any)
+	verbose bool
+
+	mu     sync.Mutex
+	size   int // connections lent or free
+	max    int
+	extras []*store.Conn
+}
+
+func newConnPool(s *Session, connect func(context.Context) (*store.Conn, error), n int, logf func(string, ...any)) *connPool {
+	if n <= 0 {
+		n = DefaultDirectImports
+	}
+	p := &connPool{free: make(chan *store.Conn, n), connect: connect, logf: logf, verbose: s.Config.Verbose, size: 1, max: n}
+	if connect == nil {
+		p.max = 1
+	}
+	p.free <- s.Conn
+	return p
+}
+
+// get returns a free connection, opening one if none is free and the pool
+// may grow.
+func (p *connPool) get(ctx context.Context) (*store.Conn, error) {
+	select {
+	case c := <-p.free:
+		return c, nil
+	default:
+	}
+	p.mu.Lock()
+	grow := p.size < p.max
+	if grow {
+		p.size++
+	}
+	p.mu.Unlock()
+	if grow {
+		c, err := p.connect(ctx)
+		if err == nil {
+			c.SetLogger(p.daemonLog)
+			p.mu.Lock()
+			p.extras = append(p.extras, c)
+			p.mu.Unlock()
+			return c, nil
+		}
+		if ctx.Err() != nil {
+			return nil, err
+		}
+		p.mu.Lock()
+		p.size--
+		p.max = p.size // do not try again
+		n := p.size
+		p.mu.Unlock()
+		p.logf("cannot open another store connection for parallel imports (%v): importing on %d", err, n)
+	}
+	select {
+	case c := <-p.free:
+		return c, nil
+	case <-ctx.Done():
+		return nil, context.Cause(ctx)
+	}
+}
+
+func (p *connPool) put(c *store.Conn) { p.free <- c }
+
+// daemonLog passes on what the daemon says on an extra connection as the
+// session's tracker does: warnings and errors, everything when verbose.
+func (p *connPool) daemonLog(ev store.Event) {
+	if ev.Kind != store.Log {
+		return
+	}
+	line := squash(ev.Text)
+	if line != "" && (p.verbose || strings.HasPrefix(line, "warning:") || strings.HasPrefix(line, "error:")) {
+		p.logf("nix: %s", line)
+	}
+}
+
+// close closes the extra connections (their temp roots go with them; the
+// session's connection holds its own on every planned path).
+func (p *connPool) close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.extras {
+		c.Close()
+	}
+	p.extras = nil
+}
