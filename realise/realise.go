@@ -43,7 +43,9 @@ type Config struct {
 	// exponential backoff with jitter bounded by Timeout.
 	NewBackOff func() backoff.BackOff
 	// GCGrace bounds the wait, once the roots are registered, for a
-	// garbage collection in progress; 0 means DefaultGCGrace.
+	// garbage collection in progress; 0 means DefaultGCGrace, and a
+	// negative value skips the wait (safe only where no GC runs while
+	// sandboxes start).
 	GCGrace time.Duration
 }
 
@@ -280,8 +282,20 @@ const DefaultGCGrace = 10 * time.Second
 // that runs for longer than the grace has read the temp roots long since.
 func holdThroughGC(ctx context.Context, conn *store.Conn, cfg *Config, tracker *tracker, paths []string) error {
 	grace := cfg.GCGrace
-	if grace <= 0 {
+	if grace < 0 {
+		return nil
+	}
+	if grace == 0 {
 		grace = DefaultGCGrace
+	}
+	// The common case, no GC in progress, needs no wait: a GC that starts
+	// from now on reads the roots just registered. Probing is cheap where
+	// the state directory is known; the wait below costs the daemon a scan
+	// of every root.
+	if dir, ok := gcStateDir(conn.Location()); ok {
+		if running, known := gcRunning(dir); known && !running {
+			return nil
+		}
 	}
 	// Nix says that it waits for the GC lock at level info: ask for it, so
 	// that a slow start is explained only when a collection caused it.
@@ -302,7 +316,7 @@ func holdThroughGC(ctx context.Context, conn *store.Conn, cfg *Config, tracker *
 	})
 	defer stop()
 	start := time.Now()
-	_, err := conn.CollectGarbage(gctx, store.GCOptions{Action: store.GCReturnLive})
+	_, err := conn.CollectGarbage(gctx, store.GCOptions{Action: store.GCDeleteSpecific})
 	waited := time.Since(start)
 	var de *store.DaemonError
 	switch {

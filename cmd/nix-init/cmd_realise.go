@@ -47,11 +47,13 @@ func runRealise(ctx context.Context, e *env, args []string) int {
 		timeout time.Duration
 		quiet   bool
 		report  string
+		gcWait  time.Duration
 	)
 	fs := pflag.NewFlagSet("nix-init", pflag.ContinueOnError)
 	fs.SetOutput(e.stderr)
 	so.addFlags(fs)
 	fs.DurationVar(&timeout, "timeout", 10*time.Minute, "total time budget, retries included")
+	fs.DurationVar(&gcWait, "gc-wait", realise.DefaultGCGrace, "after rooting, wait at most this long for a garbage collection in progress, which may have missed the new roots (0: do not wait; safe only where GC never runs while sandboxes start)")
 	fs.BoolVarP(&quiet, "quiet", "q", false, "print only errors")
 	fs.BoolVarP(&so.verbose, "verbose", "v", false, "print the daemon's log and every step")
 	fs.StringVar(&report, "report", "", "write a JSON report (paths, bytes, durations, retries, outcome) to FILE")
@@ -86,6 +88,7 @@ func runRealise(ctx context.Context, e *env, args []string) int {
 	cfg := realise.Config{
 		Connect:      func(ctx context.Context) (*store.Conn, error) { return so.connect(ctx, st) },
 		Substituter:  sub,
+		GCGrace:      gcGrace(gcWait),
 		Substituters: st.substituters,
 		GCRootDir:    so.gcRootDir,
 		Timeout:      timeout,
@@ -168,4 +171,12 @@ func peakRSS() int64 {
 		}
 	}
 	return 0
+}
+
+// gcGrace turns --gc-wait into realise's GCGrace, where 0 means the default.
+func gcGrace(d time.Duration) time.Duration {
+	if d <= 0 {
+		return -1
+	}
+	return d
 }

@@ -46,6 +46,7 @@ type rigOptions struct {
 	noDaemon            bool // do not start the node's daemon
 	nodeSubstituters    bool // false: the node's nix.conf names no cache
 	extraConf           string
+	socketInStateDir    bool // the daemon's socket where Nix puts it
 }
 
 // newRig builds a fixture (depth levels of width paths of bytes bytes, plus
@@ -61,7 +62,7 @@ func newRig(t *testing.T, name string, o rigOptions) *rig {
 	r := &rig{}
 	r.fx = testnode.Chain(t, name, o.depth, o.width, o.bytes)
 	r.cache = testnode.NewCache(t, testnode.CacheOptions{}, r.fx.Root)
-	opts := testnode.NodeOptions{ExtraConf: o.extraConf}
+	opts := testnode.NodeOptions{ExtraConf: o.extraConf, SocketInStateDir: o.socketInStateDir}
 	if o.nodeSubstituters {
 		opts.Substituters = []string{r.cache.URL}
 		opts.TrustedPublicKeys = []string{r.cache.PublicKey}
@@ -672,8 +673,24 @@ func TestConcurrentGC(t *testing.T) {
 	eachVia(t, testConcurrentGC)
 }
 
+// TestConcurrentGCProbe: with the daemon's socket where Nix puts it,
+// nix-init knows the store's state directory and probes the GC socket
+// instead of waiting for the GC lock; a GC in progress must still be seen.
+func TestConcurrentGCProbe(t *testing.T) {
+	t.Parallel()
+	testConcurrentGCWith(t, "direct", rigOptions{nodeSubstituters: true, socketInStateDir: true})
+}
+
 func testConcurrentGC(t *testing.T, via string) {
-	r := daemonRig(t, "concurrent-gc-"+via)
+	testConcurrentGCWith(t, via, rigOptions{nodeSubstituters: true})
+}
+
+func testConcurrentGCWith(t *testing.T, via string, o rigOptions) {
+	name := "concurrent-gc-" + via
+	if o.socketInStateDir {
+		name += "-probe"
+	}
+	r := newRig(t, name, o)
 	r.via = via
 	// A second closure, valid but unrooted at the start: a GC may take it
 	// before nix-init holds it (then nix-init fetches it again) or not,

@@ -356,11 +356,15 @@ func checkRoots(ctx context.Context, pool *storePool, roots []pushRoot) (_ []str
 	var missing []string
 	for _, r := range roots {
 		if !ok[r.path] {
-			missing = append(missing, fmt.Sprintf("%s (%s)", r.path, r.from))
+			m := r.path
+			if r.from != r.path {
+				m += " (" + r.from + ")"
+			}
+			missing = append(missing, m)
 		}
 	}
 	if len(missing) > 0 {
-		return nil, fmt.Errorf("not valid in the local store %s, so there is nothing to upload: %s; build them here first (nixaurora build, nix-build), or push from where they were built",
+		return nil, fmt.Errorf("not valid in the local store (%s), so there is nothing to upload: %s; build it here first (nixaurora build, nix-build), or push from where it was built",
 			conn.Location(), strings.Join(missing, ", "))
 	}
 	return paths, nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"io/fs"
 	"net/http"
 	"net/http/httptest"
@@ -228,7 +229,7 @@ func TestPushFileCache(t *testing.T) {
 	if n := countLines(errOut, "uploaded /nix/store/"); n != len(closure) {
 		t.Errorf("%d 'uploaded' lines, want %d:\n%s", n, len(closure), errOut)
 	}
-	if !strings.Contains(errOut, "pushed 1 root to file://"+dir+": 3 uploaded (") || !strings.Contains(errOut, "1 closure index written") {
+	if !strings.Contains(errOut, fmt.Sprintf("pushed 1 root to file://%s: %d uploaded (", dir, len(closure))) || !strings.Contains(errOut, "1 closure index written") {
 		t.Errorf("summary:\n%s", errOut)
 	}
 	if nars, _ := filepath.Glob(filepath.Join(dir, "nar", "*.nar.zst")); len(nars) != len(closure) {
@@ -248,7 +249,7 @@ func TestPushFileCache(t *testing.T) {
 	if code != exitOK {
 		t.Fatalf("second push: exit %d\n%s", code, errOut)
 	}
-	if n := countLines(errOut, "uploaded "); n != 0 || !strings.Contains(errOut, ": 0 uploaded, 3 already there, 0 closure indexes written (1 unchanged)") {
+	if n := countLines(errOut, "uploaded "); n != 0 || !strings.Contains(errOut, fmt.Sprintf(": 0 uploaded, %d already there, 0 closure indexes written (1 unchanged)", len(closure))) {
 		t.Errorf("second push:\n%s", errOut)
 	}
 	if after := snapshot(t, dir); !maps(before, after) {
@@ -324,7 +325,7 @@ func TestPushHTTPCache(t *testing.T) {
 
 	n := puts()
 	code, _, errOut = runCLI(t, "push", "--to", front.URL, "--secret-key", sk, "--netrc", netrc, link)
-	if code != exitOK || !strings.Contains(errOut, "0 uploaded, 3 already there") {
+	if code != exitOK || !strings.Contains(errOut, fmt.Sprintf("0 uploaded, %d already there", len(closure))) {
 		t.Fatalf("second push: exit %d\n%s", code, errOut)
 	}
 	if puts() != n {
@@ -354,13 +355,15 @@ func TestPushArguments(t *testing.T) {
 		}
 	}
 
-	// Plain store paths: a leaf, and a file inside the root (which stands
-	// for the root); each gets its closure and an index.
-	root := roots[0]
-	var leaf string
+	// Plain store paths: a leaf, then a file inside the program's store
+	// path (which stands for that path) with the leaf again.
+	var leaf, prog string
 	for _, p := range closure {
-		if len(closureOf(t, p)) == 1 {
+		switch {
+		case len(closureOf(t, p)) == 1:
 			leaf = p
+		case strings.HasSuffix(p, "-hello-world"):
+			prog = p
 		}
 	}
 	dir := cacheDir(t)
@@ -371,16 +374,17 @@ func TestPushArguments(t *testing.T) {
 	if got := cachedPaths(t, dir); !slices.Equal(got, []string{leaf}) {
 		t.Errorf("cache has %q, want just %s", got, leaf)
 	}
-	entries, _ := os.ReadDir(root)
-	inside := filepath.Join(root, entries[0].Name())
+	inside := prog + "/bin/hello_world"
 	code, _, errOut = runCLI(t, "push", "--to", "file://"+dir, inside, leaf)
-	if code != exitOK || !strings.Contains(errOut, "pushed 2 roots") || !strings.Contains(errOut, "1 already there") {
+	if code != exitOK || !strings.Contains(errOut, "pushed 2 roots") || !strings.Contains(errOut, "1 uploaded (") ||
+		!strings.Contains(errOut, "1 already there") || !strings.Contains(errOut, "1 closure index written (1 unchanged)") {
 		t.Fatalf("push %s %s: exit %d\n%s", inside, leaf, code, errOut)
 	}
-	if got := cachedPaths(t, dir); !slices.Equal(got, closure) {
-		t.Errorf("cache has %q\nwant %q", got, closure)
+	want := slices.Sorted(slices.Values([]string{leaf, prog}))
+	if got := cachedPaths(t, dir); !slices.Equal(got, want) {
+		t.Errorf("cache has %q\nwant %q", got, want)
 	}
-	checkIndexes(t, "file://"+dir, pk, []string{root, leaf}, closure)
+	checkIndexes(t, "file://"+dir, pk, []string{prog, leaf}, want)
 
 	// Unsigned: no Sig lines; Nix takes it with require-sigs = false.
 	t.Setenv("NIX_SECRET_KEY_FILE", "")
@@ -453,11 +457,11 @@ func TestPushErrors(t *testing.T) {
 }
 
 func TestJobRoots(t *testing.T) {
-	doc, err := aurora.ParseDocument([]byte(`[
+	doc, err := aurora.ParseDocument([]byte(`{"jobs": [
 	  {"name": "a", "role": "r", "cluster": "c", "environment": "devel", "task": {"processes": [
-	    {"name": "nix_init", "cmdline": "/nix/var/nix/profiles/default/bin/nix-init '--substituter' 'http://cache/x=/y' 'web=/nix/store/11111111111111111111111111111111-root-web' 'it'\''s=/nix/store/22222222222222222222222222222222-root-q'"},
+	    {"name": "nix_init", "cmdline": "/nix/var/nix/profiles/default/bin/nix-init '--substituter' 'http://cache/x=/y' 'web=/nix/store/11111111111111111111111111111111-root-web' 'it'\\''s=/nix/store/22222222222222222222222222222222-root-q'"},
 	    {"name": "nix_init_final", "final": true, "cmdline": "'/opt/nix init' \"cleanup=/nix/store/33333333333333333333333333333333-root-c\" x\\=/nix/store/44444444444444444444444444444444-root-d"},
-	    {"name": "web", "cmdline": "/nix/store/55555555555555555555555555555555-web/bin/web x=/nix/store/66666666666666666666666666666666-no"}]}}]`))
+	    {"name": "web", "cmdline": "/nix/store/55555555555555555555555555555555-web/bin/web x=/nix/store/66666666666666666666666666666666-no"}]}}]}`))
 	if err != nil {
 		t.Fatal(err)
 	}

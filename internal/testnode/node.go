@@ -29,6 +29,10 @@ type NodeOptions struct {
 	TrustedSubstituters []string // trusted-substituters (what untrusted clients may pick)
 	TrustedPublicKeys   []string // trusted-public-keys
 	ExtraConf           string   // more nix.conf lines, appended last (so they win)
+	// SocketInStateDir puts the daemon's socket where Nix puts it,
+	// Root/nix/var/nix/daemon-socket/socket, so that clients can tell the
+	// store's state directory from it, as on a real node.
+	SocketInStateDir bool
 }
 
 // Node is a cluster node's Nix installation in miniature: a chroot store, its
@@ -80,6 +84,9 @@ func NewNode(t testing.TB, opts NodeOptions) *Node {
 	}
 	// The socket's directory must let unprivileged clients reach the socket
 	// (which Nix creates 0666).
+	if opts.SocketInStateDir {
+		n.Socket = filepath.Join(n.Root, "nix", "var", "nix", "daemon-socket", "socket")
+	}
 	if err := os.MkdirAll(filepath.Dir(n.Socket), 0o755); err != nil {
 		t.Fatal(err)
 	}
