@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"os"
 	"strings"
 	"sync"
@@ -342,8 +343,16 @@ func (d *Direct) fetch(ctx context.Context, s *Session, plan *binarycache.Plan, 
 	g, gctx := errgroup.WithContext(ctx)
 	var stopped error
 	// Downloads start in plan order, references first, so that imports can
-	// start early and few downloaded NARs wait for their references.
-	for _, j := range jobs {
+	// start early and few downloaded NARs wait for their references; but
+	// each run starts at its own place in that order, so that sandboxes of
+	// one node starting together fetch different paths first and find
+	// each other's imports valid (fetchOne checks before downloading).
+	start := 0
+	if len(jobs) > 1 {
+		start = rand.IntN(len(jobs))
+	}
+	for i := range jobs {
+		j := jobs[(start+i)%len(jobs)]
 		if err := downloads.Acquire(gctx, 1); err != nil {
 			stopped = err
 			break
@@ -366,6 +375,13 @@ func (d *Direct) fetch(ctx context.Context, s *Session, plan *binarycache.Plan, 
 func (d *Direct) fetchOne(ctx context.Context, j *pathJob, downloads *semaphore.Weighted, pool *connPool, dontCheckSigs bool, s *Session, logf func(string, ...any)) error {
 	start := time.Now()
 	pp := j.pp
+	// Another nix-init on this node may have imported it meanwhile; its
+	// references are then valid too.
+	if valid, err := pool.valid(ctx, pp.Path); err == nil && valid {
+		downloads.Release(1)
+		close(j.imported)
+		return nil
+	}
 	f, err := d.download(ctx, pp)
 	downloads.Release(1)
 	if err != nil {
@@ -576,6 +592,16 @@ func (p *connPool) get(ctx context.Context) (*store.Conn, error) {
 }
 
 func (p *connPool) put(c *store.Conn) { p.free <- c }
+
+// valid asks one of the pool's connections whether path is valid.
+func (p *connPool) valid(ctx context.Context, path string) (bool, error) {
+	c, err := p.get(ctx)
+	if err != nil {
+		return false, err
+	}
+	defer p.put(c)
+	return c.IsValidPath(ctx, path)
+}
 
 // daemonLog passes on what the daemon says on an extra connection as the
 // session's tracker does: warnings and errors, everything when verbose.

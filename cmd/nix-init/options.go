@@ -26,6 +26,7 @@ type storeOptions struct {
 	trustedKeys  []string
 	nixDaemon    string
 	jobs         int
+	imports      int
 	gcRootDir    string
 	verbose      bool
 	via          string // "auto", "direct" or "daemon"
@@ -37,6 +38,7 @@ func (o *storeOptions) addFlags(fs *pflag.FlagSet) {
 	fs.StringArrayVar(&o.trustedKeys, "trusted-public-key", nil, "trusted cache key NAME:BASE64 (repeatable; replaces nix.conf's trusted-public-keys)")
 	fs.StringVar(&o.nixDaemon, "nix-daemon", "", "nix-daemon program for single-user mode (default: found on PATH or in the default profile)")
 	fs.IntVar(&o.jobs, "jobs", 16, "paths substituted in parallel")
+	fs.IntVar(&o.imports, "imports", realise.DefaultDirectImports, "store connections importing fetched paths in parallel (direct substitution)")
 	fs.StringVar(&o.gcRootDir, "gc-root-dir", ".gc", "directory of the GC root links")
 	fs.StringVar(&o.via, "via", "auto", "how to substitute: direct (fetch NARs from the caches ourselves, in parallel, verified), daemon (let the store substitute), auto (direct when substituters are known and signatures required)")
 }
@@ -187,6 +189,7 @@ func (o *storeOptions) substituter(st *settings) (realise.Substituter, error) {
 			Attempts:       downloadAttempts(st.conf),
 		},
 		Jobs:     o.jobs,
+		Imports:  o.imports,
 		Fallback: realise.Daemon{},
 	}, nil
 }
