@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 )
 
@@ -41,7 +42,16 @@ type usageError struct{ msg string }
 
 func (e usageError) Error() string { return e.msg }
 
+// memoryLimit is the Go heap's soft limit: nix-init streams every NAR, so
+// what it holds at once is a few buffers per download; the limit makes the
+// collector return garbage before the heap doubles, which keeps a node's
+// many concurrent inits small. GOMEMLIMIT overrides it.
+const memoryLimit = 20 << 20
+
 func main() {
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(memoryLimit)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, &env{stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv}, os.Args[1:])
 	stop()
