@@ -441,13 +441,11 @@ func runAsNobody(t *testing.T, test string, env ...string) {
 		t.Fatal(err)
 	}
 	// The build directory of `go test` is private to root: copy the binary.
+	// Copied by another process, so that no fork of a parallel test can
+	// inherit a write descriptor of it ("text file busy" at exec).
 	bin := filepath.Join(sharedDir(t), "store.test")
-	data, err := os.ReadFile(self)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(bin, data, 0o755); err != nil {
-		t.Fatal(err)
+	if out, err := exec.Command("install", "-m", "0755", self, bin).CombinedOutput(); err != nil {
+		t.Fatalf("copy the test binary: %v\n%s", err, out)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()

@@ -62,16 +62,12 @@ func (s *Sandbox) CopyExecutable(t testing.TB, path string) string {
 	if err := os.MkdirAll(bin, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("testnode: %v", err)
-	}
 	dst := filepath.Join(bin, filepath.Base(path))
-	if err := os.WriteFile(dst, data, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(dst, 0o755); err != nil { // whatever the umask
-		t.Fatal(err)
+	// Copied by another process: a file this process had open for writing
+	// could be inherited by a fork of a parallel test, and exec would then
+	// fail with "text file busy".
+	if out, err := exec.Command("install", "-m", "0755", path, dst).CombinedOutput(); err != nil {
+		t.Fatalf("testnode: copy %s: %v\n%s", path, err, out)
 	}
 	return dst
 }
