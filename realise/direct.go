@@ -22,8 +22,12 @@ import (
 
 // Defaults of Direct.
 const (
-	DefaultDirectJobs    = 16
-	DefaultDirectImports = 4
+	DefaultDirectJobs = 16
+	// One connection imports fastest on Nix 2.8: workers of separate
+	// connections contend for the store's SQLite database, and a cold
+	// 400-path closure took 0.86 s with one, 1.3 to 1.5 s with four and
+	// 1.6 s with eight (bench/, BenchmarkColdStart fixture).
+	DefaultDirectImports = 1
 )
 
 // Direct substitutes by fetching NARs from binary caches itself and
