@@ -216,7 +216,7 @@ type errList []error
 func (l errList) Error() string {
 	msgs := make([]string, len(l))
 	for i, e := range l {
-		msgs[i] = squash(e.Error())
+		msgs[i] = oneLine(e.Error())
 	}
 	return strings.Join(msgs, "; ")
 }
@@ -228,9 +228,9 @@ func describeFailures(errs []error) string {
 	for _, e := range errs {
 		var be *binarycache.Error
 		if errors.As(e, &be) && be.Cache != "" && be.Err != nil {
-			msgs = append(msgs, be.Cache+" ("+squash(be.Err.Error())+")")
+			msgs = append(msgs, be.Cache+" ("+oneLine(be.Err.Error())+")")
 		} else {
-			msgs = append(msgs, squash(e.Error()))
+			msgs = append(msgs, oneLine(e.Error()))
 		}
 	}
 	return strings.Join(msgs, "; ")
@@ -238,8 +238,6 @@ func describeFailures(errs []error) string {
 
 // squash puts a message on one line (Nix indents the continuation lines
 // of its errors).
-func squash(s string) string { return strings.Join(strings.Fields(s), " ") }
-
 func cacheURLs(cs binarycache.Caches) []string {
 	out := make([]string, len(cs))
 	for i, c := range cs {
@@ -613,7 +611,7 @@ func (p *connPool) daemonLog(ev store.Event) {
 	if ev.Kind != store.Log {
 		return
 	}
-	line := squash(ev.Text)
+	line := oneLine(ev.Text)
 	if line != "" && (p.verbose || strings.HasPrefix(line, "warning:") || strings.HasPrefix(line, "error:")) {
 		p.logf("nix: %s", line)
 	}

@@ -24,7 +24,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cenkalti/backoff/v4"
 	"github.com/nix-community/go-nix/pkg/nixbase32"
 
 	"github.com/nix-aurora/nix-aurora/binarycache"
@@ -133,7 +132,7 @@ func (w *directWorld) realise(t *testing.T, sub Substituter, budget time.Duratio
 		GCRootDir:   w.gcDir,
 		Timeout:     budget,
 		Log:         w.log.logf,
-		NewBackOff:  func() backoff.BackOff { return backoff.NewConstantBackOff(10 * time.Millisecond) },
+		NewBackOff:  fastBackOff,
 	}
 	rep, err := Realise(ctx, cfg, roots)
 	t.Logf("log:\n%s\nerror: %v", &w.log, err)
@@ -884,7 +883,6 @@ func (f substituterFunc) Substitute(ctx context.Context, s *Session, paths []str
 }
 
 func TestDirectWithoutCaches(t *testing.T) {
-	const somePath = "/nix/store/kpgvnx5w52d5f4q6psw6gyd60svnwak4-tn-probe"
 	var log logLines
 	sess := &Session{Config: &Config{Log: log.logf}, report: &Report{}}
 	var got []string
