@@ -154,23 +154,14 @@ func processes(j aurora.Job) map[string]aurora.Process {
 	return m
 }
 
-// initRoots maps each process to the root its init process realises, read
-// from the init processes' NAME=PATH arguments.
+// initRoots maps each process to the root its init process realises. A
+// cmdline that cannot be read gives no roots: only the closures go
+// uncompared then, and the cmdline difference still shows.
 func initRoots(j aurora.Job) map[string]string {
 	roots := map[string]string{}
-	if j.Task == nil {
-		return roots
-	}
-	for _, p := range j.Task.Processes {
-		if p.Name == nil || p.Cmdline == nil || (*p.Name != "nix_init" && *p.Name != "nix_init_final") {
-			continue
-		}
-		for _, w := range strings.Fields(*p.Cmdline) {
-			w = strings.Trim(w, "'")
-			if name, path, ok := strings.Cut(w, "=/nix/store/"); ok {
-				roots[name] = "/nix/store/" + path
-			}
-		}
+	inits, _ := j.InitRoots()
+	for _, r := range inits {
+		roots[r.Name] = r.Path
 	}
 	return roots
 }

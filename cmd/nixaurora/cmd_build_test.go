@@ -78,18 +78,19 @@ func checkInit(t *testing.T, job aurora.Job) {
 		}
 	}
 	roots := map[string]string{} // process name -> root path, from the init cmdlines
+	inits, err := job.InitRoots()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range inits {
+		roots[r.Name] = r.Path
+	}
 	hasFinal := false
 	for _, p := range task.Processes {
-		name, cmdline := deref(p.Name), deref(p.Cmdline)
+		name := deref(p.Name)
 		if name == "nix_init" || name == "nix_init_final" {
 			if (name == "nix_init_final") != p.IsFinal() {
 				t.Errorf("%s: final = %v", name, p.IsFinal())
-			}
-			for _, word := range strings.Fields(cmdline)[1:] {
-				word = strings.Trim(word, "'")
-				if name, path, ok := strings.Cut(word, "=/"); ok {
-					roots[name] = "/" + path
-				}
 			}
 			continue
 		}

@@ -230,32 +230,16 @@ func pushRoots(ctx context.Context, e *env, arg, attr string, nixArgs []string) 
 func jobRoots(file string, jobs []aurora.Job) ([]pushRoot, error) {
 	var roots []pushRoot
 	for _, job := range jobs {
-		if job.Task == nil {
-			continue
+		inits, err := job.InitRoots()
+		if err != nil {
+			return nil, fmt.Errorf("%s: job %s: %w", file, job.Key(), err)
 		}
-		for _, p := range job.Task.Processes {
-			if p.Name == nil || p.Cmdline == nil || (*p.Name != "nix_init" && *p.Name != "nix_init_final") {
-				continue
+		for _, r := range inits {
+			where := fmt.Sprintf("%s: job %s: process %s", file, job.Key(), r.Process)
+			if err := store.ValidatePath(r.Path); err != nil {
+				return nil, fmt.Errorf("%s: argument %q: %w", where, r.Name+"="+r.Path, err)
 			}
-			where := fmt.Sprintf("%s: job %s: process %s", file, job.Key(), *p.Name)
-			words, err := shellWords(*p.Cmdline)
-			if err != nil {
-				return nil, fmt.Errorf("%s: cmdline: %w", where, err)
-			}
-			for _, w := range words[min(1, len(words)):] {
-				i := strings.Index(w, "=/")
-				if i <= 0 || strings.HasPrefix(w, "-") {
-					continue
-				}
-				path := w[i+1:]
-				if !strings.HasPrefix(path, binarycache.StoreDir+"/") {
-					continue
-				}
-				if err := store.ValidatePath(path); err != nil {
-					return nil, fmt.Errorf("%s: argument %q: %w", where, w, err)
-				}
-				roots = append(roots, pushRoot{path: path, from: fmt.Sprintf("%s, root %s", where, w[:i])})
-			}
+			roots = append(roots, pushRoot{path: r.Path, from: fmt.Sprintf("%s, root %s", where, r.Name)})
 		}
 	}
 	if len(roots) == 0 {
@@ -263,63 +247,6 @@ func jobRoots(file string, jobs []aurora.Job) ([]pushRoot, error) {
 			"(was it built with nixInit.enable = false?); pass the store paths to push instead", file)
 	}
 	return roots, nil
-}
-
-// shellWords splits a cmdline into words as bash would for the quoting the
-// job library produces: blanks separate words, '…' quotes everything up to
-// the next ', "…" quotes with \ escaping \ " $ ` and newline, and a
-// backslash outside quotes escapes the next character. Anything else
-// (expansions, operators) is taken literally.
-func shellWords(s string) ([]string, error) {
-	var words []string
-	var cur strings.Builder
-	inWord := false
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c == ' ' || c == '\t' || c == '\n':
-			if inWord {
-				words = append(words, cur.String())
-				cur.Reset()
-				inWord = false
-			}
-		case c == '\'':
-			end := strings.IndexByte(s[i+1:], '\'')
-			if end < 0 {
-				return nil, errors.New("unterminated single quote")
-			}
-			cur.WriteString(s[i+1 : i+1+end])
-			i += end + 1
-			inWord = true
-		case c == '"':
-			i++
-			for ; i < len(s) && s[i] != '"'; i++ {
-				if s[i] == '\\' && i+1 < len(s) && strings.IndexByte("\\\"$`\n", s[i+1]) >= 0 {
-					i++
-				}
-				cur.WriteByte(s[i])
-			}
-			if i >= len(s) {
-				return nil, errors.New("unterminated double quote")
-			}
-			inWord = true
-		case c == '\\':
-			if i+1 < len(s) {
-				i++
-				if s[i] != '\n' {
-					cur.WriteByte(s[i])
-				}
-			}
-			inWord = true
-		default:
-			cur.WriteByte(c)
-			inWord = true
-		}
-	}
-	if inWord {
-		words = append(words, cur.String())
-	}
-	return words, nil
 }
 
 // checkRoots makes sure every root is valid in the local store (and holds
