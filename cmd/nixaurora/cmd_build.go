@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"strings"
 
 	"github.com/spf13/pflag"
 
@@ -13,11 +12,9 @@ import (
 )
 
 type buildOptions struct {
-	attr    string
+	expr    exprOptions
 	outLink string
 	print   bool
-	args    []string // NAME=EXPR
-	argstrs []string // NAME=VALUE
 }
 
 func init() {
@@ -28,11 +25,9 @@ func init() {
 		summary: "Build a job expression with nix-build, validate the Aurora JSON it yields, and print\n" +
 			"the JSON's store path (FILE defaults to ./default.nix).",
 		flags: func(fs *pflag.FlagSet) {
-			fs.StringVarP(&opts.attr, "attr", "A", "", "build this attribute of the expression")
+			opts.expr.addFlags(fs)
 			fs.StringVarP(&opts.outLink, "out-link", "o", "", "leave a symlink (a GC root) to the JSON at this path")
 			fs.BoolVar(&opts.print, "print", false, "print the JSON itself, indented, instead of its store path")
-			fs.StringArrayVar(&opts.args, "arg", nil, "NAME=EXPR: pass the Nix expression EXPR as argument NAME (nix-build --arg; repeatable)")
-			fs.StringArrayVar(&opts.argstrs, "argstr", nil, "NAME=VALUE: pass the string VALUE as argument NAME (nix-build --argstr; repeatable)")
 		},
 		run: func(ctx context.Context, e *env, args []string) error { return runBuild(ctx, e, opts, args) },
 	})
@@ -47,13 +42,13 @@ func runBuild(ctx context.Context, e *env, opts buildOptions, args []string) err
 	default:
 		return usagef("build takes one FILE or DIR, got %d", len(args))
 	}
-	nixArgs, err := nixBuildArgs(opts)
+	nixArgs, err := opts.expr.nixArgs()
 	if err != nil {
 		return err
 	}
 	outs, err := compile.Build(ctx, compile.Options{
 		File:     file,
-		Attr:     opts.attr,
+		Attr:     opts.expr.attr,
 		OutLink:  opts.outLink,
 		Args:     nixArgs,
 		Progress: e.stderr,
@@ -76,22 +71,4 @@ func runBuild(ctx context.Context, e *env, opts buildOptions, args []string) err
 		}
 	}
 	return nil
-}
-
-// nixBuildArgs turns --arg/--argstr NAME=VALUE into nix-build's two-word form.
-func nixBuildArgs(opts buildOptions) ([]string, error) {
-	var out []string
-	for _, set := range []struct {
-		flag   string
-		values []string
-	}{{"--arg", opts.args}, {"--argstr", opts.argstrs}} {
-		for _, v := range set.values {
-			name, value, ok := strings.Cut(v, "=")
-			if !ok || name == "" {
-				return nil, usagef("%s %q: want NAME=VALUE", set.flag, v)
-			}
-			out = append(out, set.flag, name, value)
-		}
-	}
-	return out, nil
 }

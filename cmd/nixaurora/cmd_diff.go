@@ -4,21 +4,17 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 
 	"github.com/spf13/pflag"
 
 	"github.com/nix-aurora/nix-aurora/aurora"
-	"github.com/nix-aurora/nix-aurora/compile"
 	"github.com/nix-aurora/nix-aurora/jobdiff"
 )
 
 type diffOptions struct {
-	attr      string
-	args      []string
+	expr      exprOptions // for both sides
 	noClosure bool
 }
 
@@ -30,8 +26,7 @@ func init() {
 		summary: "Show what changed between two versions of a job (JSON files or job expressions):\n" +
 			"settings, processes, and the store paths of each changed cmdline and closure, by name.",
 		flags: func(fs *pflag.FlagSet) {
-			fs.StringVarP(&opts.attr, "attr", "A", "", "build this attribute of both expressions")
-			fs.StringArrayVar(&opts.args, "arg", nil, "NAME=EXPR passed to nix-build for both (repeatable)")
+			opts.expr.addFlags(fs)
 			fs.BoolVar(&opts.noClosure, "no-closure", false, "compare cmdlines only, not the closures of the processes' roots")
 		},
 		run: func(ctx context.Context, e *env, args []string) error { return runDiff(ctx, e, opts, args) },
@@ -42,13 +37,14 @@ func runDiff(ctx context.Context, e *env, opts diffOptions, args []string) error
 	if len(args) != 2 {
 		return usagef("diff takes OLD and NEW, got %d arguments", len(args))
 	}
-	nixArgs, err := nixBuildArgs(buildOptions{args: opts.args})
-	if err != nil {
+	if _, err := opts.expr.nixArgs(); err != nil {
 		return err
 	}
 	var sides [2][]aurora.Job
 	for i, arg := range args {
-		if sides[i], err = loadJobs(ctx, e, arg, opts.attr, nixArgs); err != nil {
+		var err error
+		// Unvalidated: a diff may well show why a version does not pass.
+		if sides[i], err = loadJobs(ctx, e, arg, opts.expr, false); err != nil {
 			return err
 		}
 	}
@@ -58,35 +54,6 @@ func runDiff(ctx context.Context, e *env, opts diffOptions, args []string) error
 	}
 	printDiff(e.stdout, jobdiff.Compare(sides[0], sides[1], closure))
 	return nil
-}
-
-// loadJobs reads a JSON file as it is, or builds a job expression.
-func loadJobs(ctx context.Context, e *env, arg, attr string, nixArgs []string) ([]aurora.Job, error) {
-	// A build's out-link (./result) is JSON too: look where links lead.
-	resolved, err := filepath.EvalSymlinks(arg)
-	if err != nil {
-		resolved = arg
-	}
-	if strings.HasSuffix(resolved, ".json") {
-		data, err := os.ReadFile(arg)
-		if err != nil {
-			return nil, err
-		}
-		doc, err := aurora.ParseDocument(data)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", arg, err)
-		}
-		return doc.Jobs, nil
-	}
-	outs, err := compile.Build(ctx, compile.Options{File: arg, Attr: attr, Args: nixArgs, Progress: e.stderr})
-	if err != nil {
-		return nil, err
-	}
-	var jobs []aurora.Job
-	for _, o := range outs {
-		jobs = append(jobs, o.Jobs...)
-	}
-	return jobs, nil
 }
 
 // localClosure asks the local store for a root's closure; a root that was

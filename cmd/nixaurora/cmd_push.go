@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/url"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -16,7 +15,6 @@ import (
 
 	"github.com/nix-aurora/nix-aurora/aurora"
 	"github.com/nix-aurora/nix-aurora/binarycache"
-	"github.com/nix-aurora/nix-aurora/compile"
 	"github.com/nix-aurora/nix-aurora/internal/human"
 	"github.com/nix-aurora/nix-aurora/store"
 )
@@ -27,9 +25,7 @@ type pushOptions struct {
 	noSign    bool
 	jobs      int
 	netrc     string
-	attr      string
-	args      []string
-	argstrs   []string
+	expr      exprOptions
 }
 
 func init() {
@@ -47,9 +43,7 @@ func init() {
 			fs.BoolVar(&opts.noSign, "no-sign", false, "upload without signing (nodes then need require-sigs = false)")
 			fs.IntVarP(&opts.jobs, "jobs", "j", 4, "upload this many paths at once")
 			fs.StringVar(&opts.netrc, "netrc", "", "HTTP credentials for the cache, in netrc format")
-			fs.StringVarP(&opts.attr, "attr", "A", "", "build this attribute of the job expressions")
-			fs.StringArrayVar(&opts.args, "arg", nil, "NAME=EXPR passed to nix-build (repeatable)")
-			fs.StringArrayVar(&opts.argstrs, "argstr", nil, "NAME=VALUE passed to nix-build as a string (repeatable)")
+			opts.expr.addFlags(fs)
 		},
 		run: func(ctx context.Context, e *env, args []string) error { return runPush(ctx, e, opts, args) },
 	})
@@ -74,7 +68,8 @@ func runPush(ctx context.Context, e *env, opts pushOptions, args []string) error
 	if opts.jobs < 1 {
 		return usagef("--jobs %d: want at least 1", opts.jobs)
 	}
-	nixArgs, err := nixBuildArgs(buildOptions{args: opts.args, argstrs: opts.argstrs})
+	// A malformed --arg is a usage error before anything is read or built.
+	_, err := opts.expr.nixArgs()
 	if err != nil {
 		return err
 	}
@@ -106,7 +101,7 @@ func runPush(ctx context.Context, e *env, opts pushOptions, args []string) error
 
 	var roots []pushRoot
 	for _, arg := range args {
-		r, err := pushRoots(ctx, e, arg, opts.attr, nixArgs)
+		r, err := pushRoots(ctx, e, arg, opts.expr)
 		if err != nil {
 			return err
 		}
@@ -181,24 +176,17 @@ func plural(n int, one, many string) string {
 // pushRoots finds what one argument asks to push: a store path as it is,
 // the roots of a job JSON file's init processes, or those of the jobs a
 // job expression builds to.
-func pushRoots(ctx context.Context, e *env, arg, attr string, nixArgs []string) ([]pushRoot, error) {
+func pushRoots(ctx context.Context, e *env, arg string, expr exprOptions) ([]pushRoot, error) {
 	// A build's out-link (./result) leads to its JSON; other links into the
 	// store are store paths.
-	resolved, err := filepath.EvalSymlinks(arg)
-	if err != nil {
-		resolved = arg
-	}
+	resolved := resolve(arg)
 	switch {
 	case strings.HasSuffix(resolved, ".json"):
-		data, err := os.ReadFile(arg)
+		jobs, err := readJobs(arg, false)
 		if err != nil {
 			return nil, err
 		}
-		doc, err := aurora.ParseDocument(data)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", arg, err)
-		}
-		return jobRoots(arg, doc.Jobs)
+		return jobRoots(arg, jobs)
 	case strings.HasPrefix(resolved, binarycache.StoreDir+"/"):
 		// A path inside a store path stands for the store path, as in Nix.
 		p := resolved
@@ -210,7 +198,7 @@ func pushRoots(ctx context.Context, e *env, arg, attr string, nixArgs []string) 
 		}
 		return []pushRoot{{path: p, from: arg}}, nil
 	}
-	outs, err := compile.Build(ctx, compile.Options{File: arg, Attr: attr, Args: nixArgs, Progress: e.stderr})
+	outs, err := expr.build(ctx, e, arg)
 	if err != nil {
 		return nil, err
 	}

@@ -19,7 +19,6 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/nix-aurora/nix-aurora/aurora"
-	"github.com/nix-aurora/nix-aurora/compile"
 	"github.com/nix-aurora/nix-aurora/thermos"
 )
 
@@ -32,7 +31,7 @@ type runOptions struct {
 	instance int
 	job      string
 	nixInit  string
-	build    buildOptions // -A, --arg, --argstr
+	expr     exprOptions
 }
 
 func init() {
@@ -53,9 +52,7 @@ func init() {
 			fs.StringVar(&opts.job, "job", "", "CLUSTER/ROLE/ENV/NAME (or NAME): the job to run, when the file holds several")
 			fs.StringVar(&opts.nixInit, "nix-init", "", "run this program where a cmdline starts with "+defaultNixInit+
 				" (to try a job on a machine whose profile has no nix-init)")
-			fs.StringVarP(&opts.build.attr, "attr", "A", "", "build this attribute of the expression")
-			fs.StringArrayVar(&opts.build.args, "arg", nil, "NAME=EXPR: pass the Nix expression EXPR as argument NAME (repeatable)")
-			fs.StringArrayVar(&opts.build.argstrs, "argstr", nil, "NAME=VALUE: pass the string VALUE as argument NAME (repeatable)")
+			opts.expr.addFlags(fs)
 		},
 		run: func(ctx context.Context, e *env, args []string) error { return runRun(ctx, e, opts, args) },
 	})
@@ -73,7 +70,10 @@ func runRun(ctx context.Context, e *env, opts runOptions, args []string) error {
 	if opts.instance < 0 {
 		return usagef("--instance %d: instances count from 0", opts.instance)
 	}
-	jobs, err := loadRunJobs(ctx, e, file, opts.build)
+	if isJSON(file) && opts.expr.set() {
+		return usagef("-A, --arg and --argstr are for Nix expressions, not for %s", file)
+	}
+	jobs, err := loadJobs(ctx, e, file, opts.expr, true)
 	if err != nil {
 		return err
 	}
@@ -141,43 +141,6 @@ func runRun(ctx context.Context, e *env, opts runOptions, args []string) error {
 		explainFailures(e.stderr, res)
 	}
 	return runErr
-}
-
-// loadRunJobs reads a JSON document, or builds a Nix expression, and returns
-// its jobs, validated.
-func loadRunJobs(ctx context.Context, e *env, file string, b buildOptions) ([]aurora.Job, error) {
-	// A build's out-link (./result) is JSON too: look where links lead.
-	resolved, err := filepath.EvalSymlinks(file)
-	if err != nil {
-		resolved = file
-	}
-	if strings.HasSuffix(resolved, ".json") {
-		if b.attr != "" || len(b.args) > 0 || len(b.argstrs) > 0 {
-			return nil, usagef("-A, --arg and --argstr are for Nix expressions, not for %s", file)
-		}
-		data, err := os.ReadFile(file)
-		if err != nil {
-			return nil, err
-		}
-		doc, err := aurora.ValidateDocument(data)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", file, err)
-		}
-		return doc.Jobs, nil
-	}
-	nixArgs, err := nixBuildArgs(b)
-	if err != nil {
-		return nil, err
-	}
-	outs, err := compile.Build(ctx, compile.Options{File: file, Attr: b.attr, Args: nixArgs, Progress: e.stderr})
-	if err != nil {
-		return nil, err
-	}
-	var jobs []aurora.Job
-	for _, out := range outs {
-		jobs = append(jobs, out.Jobs...)
-	}
-	return jobs, nil
 }
 
 // pickRunJob returns the job that key names (its CLUSTER/ROLE/ENV/NAME, or its
