@@ -327,7 +327,7 @@ func closureOf(ctx context.Context, src Source, roots []string) (map[string]*sto
 // wait before writing the narinfo.
 func (u *Uploader) uploadPath(ctx context.Context, src Source, info *store.PathInfo, wait func() error) (*NarInfo, string, error) {
 	p := info.Path
-	narHash, err := storeNarHash(info.NarHash)
+	narHash, err := info.NarHashNix32()
 	if err != nil {
 		return nil, "", fmt.Errorf("the store's NAR hash of %s: %w", p, err)
 	}
@@ -415,15 +415,6 @@ func compressionExt(method string) string {
 		return ".xz"
 	}
 	return ""
-}
-
-// storeNarHash turns the store's NAR hash (base16, or any prefixed form)
-// into sha256:<nix32>.
-func storeNarHash(h string) (string, error) {
-	if !strings.Contains(h, ":") && !strings.HasPrefix(h, "sha256-") {
-		h = "sha256:" + h
-	}
-	return normaliseHash(h)
 }
 
 type narFile struct {
