@@ -100,18 +100,18 @@ func printDiff(w io.Writer, changes []jobdiff.JobChange) {
 			if p.CmdlineText {
 				fmt.Fprintf(w, "    cmdline text changed\n")
 			}
-			if len(p.Cmdline) > 0 {
-				fmt.Fprintf(w, "    store paths in the cmdline:\n")
-				for _, c := range p.Cmdline {
-					fmt.Fprintf(w, "      %s\n", c)
-				}
-			}
-			if len(p.Closure) > 0 {
-				fmt.Fprintf(w, "    store paths in the closure:\n")
-				for _, c := range p.Closure {
-					fmt.Fprintf(w, "      %s\n", c)
-				}
-			}
+			printPaths(w, "cmdline", p.Cmdline)
+			printPaths(w, "closure", p.Closure)
 		}
+	}
+}
+
+func printPaths(w io.Writer, where string, changes []jobdiff.PathChange) {
+	if len(changes) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "    store paths in the %s:\n", where)
+	for _, c := range changes {
+		fmt.Fprintf(w, "      %s\n", c)
 	}
 }
