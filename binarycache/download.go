@@ -1,6 +1,7 @@
 package binarycache
 
 import (
+	"bufio"
 	"bytes"
 	"compress/bzip2"
 	"compress/gzip"
@@ -56,7 +57,7 @@ func (d *decompressor) Read(p []byte) (int, error) {
 		case "bzip2":
 			d.r = bzip2.NewReader(d.src)
 		case "zstd":
-			d.zstd, err = zstd.NewReader(d.src, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true))
+			d.zstd, err = d.takeZstd()
 			d.r = d.zstd
 		case "gzip":
 			d.r, err = gzip.NewReader(d.src)
@@ -78,10 +79,56 @@ func (d *decompressor) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// zstdDecoders are the decoders not in use; at most maxZstdDecoders exist,
+// whatever the number of downloads. A decoder holds a window (up to 8 MiB
+// for a large NAR from nix copy): a new one per NAR made most of a cold
+// closure's garbage, and sixteen at once most of nix-init's heap.
+// Decompression is CPU work, so more decoders than a few do not help.
+// Not a sync.Pool: under nix-init's heap limit the collector runs often,
+// and each cycle would empty it.
+var (
+	zstdDecoders    = make(chan *zstd.Decoder, maxZstdDecoders)
+	zstdSlots       = make(chan struct{}, maxZstdDecoders)
+	maxZstdDecoders = 4
+)
+
+// takeZstd waits for the first compressed bytes (so that a slow response
+// holds no decoder), then for a decoder.
+func (d *decompressor) takeZstd() (*zstd.Decoder, error) {
+	br := bufio.NewReaderSize(d.src, 4<<10)
+	if _, err := br.Peek(1); err != nil && err != io.EOF {
+		return nil, err
+	}
+	zstdSlots <- struct{}{}
+	select {
+	case z := <-zstdDecoders:
+		if err := z.Reset(br); err != nil {
+			z.Close()
+			<-zstdSlots
+			return nil, err
+		}
+		return z, nil
+	default:
+	}
+	z, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true))
+	if err != nil {
+		<-zstdSlots
+		return nil, err
+	}
+	return z, nil
+}
+
 func (d *decompressor) close() {
-	if d.zstd != nil {
+	if d.zstd == nil {
+		return
+	}
+	if d.zstd.Reset(nil) == nil {
+		zstdDecoders <- d.zstd
+	} else {
 		d.zstd.Close()
 	}
+	d.zstd = nil
+	<-zstdSlots
 }
 
 // hashCheck counts and hashes the bytes passing through, fails as soon as

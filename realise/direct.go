@@ -1,11 +1,11 @@
 package realise
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"os"
 	"strings"
 	"sync"
@@ -16,7 +16,6 @@ import (
 
 	"github.com/nix-aurora/nix-aurora/binarycache"
 	"github.com/nix-aurora/nix-aurora/internal/human"
-	"github.com/nix-aurora/nix-aurora/nar"
 	"github.com/nix-aurora/nix-aurora/store"
 )
 
@@ -28,6 +27,12 @@ const (
 	// 400-path closure took 0.86 s with one, 1.3 to 1.5 s with four and
 	// 1.6 s with eight (bench/, BenchmarkColdStart fixture).
 	DefaultDirectImports = 1
+	// NARs wait between download and import in memory up to this many
+	// bytes in all; a NAR larger than a quarter of it waits in a
+	// temporary file. A temporary file per path cost a cold 400-path
+	// closure about a third of its time (creating and removing an inode
+	// each), and 8 MiB keeps nix-init within its 32 MiB.
+	DefaultDirectMemory = 4 << 20
 )
 
 // Direct substitutes by fetching NARs from binary caches itself and
@@ -46,14 +51,16 @@ const (
 //     dependency before its referrer is valid and rooted (the daemon's
 //     temp roots match invalid paths too, by hash part);
 //  4. downloads the NARs, Jobs at a time, references first, each streamed
-//     into a temporary file while the strict NAR reader checks it (the
-//     cache client checks NarSize and NarHash at the end);
+//     through the strict NAR reader into memory (within Memory) or, when
+//     large, into a temporary file (the cache client checks NarSize and
+//     NarHash at the end);
 //  5. imports each path as soon as its download is complete and all its
 //     references are valid, on a pool of at most Imports connections, so
 //     independent paths import in parallel.
 //
-// Memory stays bounded (small buffers per download); disk holds at most the
-// NARs downloaded but not yet imported, each removed after its import.
+// Memory stays bounded: small buffers per download, plus at most Memory
+// bytes of NARs waiting for their import; disk holds at most the large NARs
+// downloaded but not yet imported, each removed after its import.
 //
 // Signatures: with a daemon, AddToStoreNar asks it to check the signatures
 // again against its own trusted keys. In single-user mode (a child
@@ -84,7 +91,10 @@ type Direct struct {
 	// parallel imports; nil means the session's Config.Connect. When it
 	// fails, the imports share the connections that are open.
 	Connect func(ctx context.Context) (*store.Conn, error)
-	// TempDir holds the NARs between download and import (default
+	// Memory bounds the bytes of downloaded NARs held in memory until
+	// their import (default DefaultDirectMemory).
+	Memory int64
+	// TempDir holds the NARs too large to wait in memory (default
 	// os.TempDir()).
 	TempDir string
 	// Fallback substitutes when direct substitution cannot be used; nil
@@ -341,26 +351,36 @@ func (d *Direct) fetch(ctx context.Context, s *Session, plan *binarycache.Plan, 
 	if nJobs <= 0 {
 		nJobs = DefaultDirectJobs
 	}
+	budget := d.Memory
+	if budget <= 0 {
+		budget = DefaultDirectMemory
+	}
+	budget = max(budget/spoolChunk, 1) // in chunks
 	downloads := semaphore.NewWeighted(int64(nJobs))
+	memory := semaphore.NewWeighted(budget)
 	g, gctx := errgroup.WithContext(ctx)
 	var stopped error
-	// Downloads start in plan order, references first, so that imports can
-	// start early and few downloaded NARs wait for their references; but
-	// each run starts at its own place in that order, so that sandboxes of
-	// one node starting together fetch different paths first and find
-	// each other's imports valid (fetchOne checks before downloading).
-	start := 0
-	if len(jobs) > 1 {
-		start = rand.IntN(len(jobs))
-	}
-	for i := range jobs {
-		j := jobs[(start+i)%len(jobs)]
+	// Downloads start in plan order, references first, and take their
+	// memory in that order: every started path's references started
+	// before it and hold what they need to finish, so waiting for memory
+	// cannot deadlock, and imports can start early.
+	for _, j := range jobs {
 		if err := downloads.Acquire(gctx, 1); err != nil {
 			stopped = err
 			break
 		}
+		var held int64
+		if size := chunksFor(j.pp.Info.NarSize); size <= budget/4 {
+			if err := memory.Acquire(gctx, size); err != nil {
+				downloads.Release(1)
+				stopped = err
+				break
+			}
+			held = size
+		}
 		g.Go(func() error {
-			return d.fetchOne(gctx, j, downloads, pool, dontCheckSigs, s, logf)
+			defer memory.Release(held)
+			return d.fetchOne(gctx, j, downloads, held > 0, pool, dontCheckSigs, s, logf)
 		})
 	}
 	if err := g.Wait(); err != nil {
@@ -374,25 +394,15 @@ func (d *Direct) fetch(ctx context.Context, s *Session, plan *binarycache.Plan, 
 
 // fetchOne downloads one path (holding a download slot), waits for its
 // references, and imports it.
-func (d *Direct) fetchOne(ctx context.Context, j *pathJob, downloads *semaphore.Weighted, pool *connPool, dontCheckSigs bool, s *Session, logf func(string, ...any)) error {
+func (d *Direct) fetchOne(ctx context.Context, j *pathJob, downloads *semaphore.Weighted, inMemory bool, pool *connPool, dontCheckSigs bool, s *Session, logf func(string, ...any)) error {
 	start := time.Now()
 	pp := j.pp
-	// Another nix-init on this node may have imported it meanwhile; its
-	// references are then valid too.
-	if valid, err := pool.valid(ctx, pp.Path); err == nil && valid {
-		downloads.Release(1)
-		close(j.imported)
-		return nil
-	}
-	f, err := d.download(ctx, pp)
+	nar, err := d.download(ctx, pp, inMemory)
 	downloads.Release(1)
 	if err != nil {
 		return err
 	}
-	defer func() {
-		f.Close()
-		os.Remove(f.Name())
-	}()
+	defer nar.discard()
 	for _, r := range j.refs {
 		select {
 		case <-r.imported:
@@ -417,7 +427,7 @@ func (d *Direct) fetchOne(ctx context.Context, j *pathJob, downloads *semaphore.
 	if err != nil {
 		return fmt.Errorf("import %s: %w", pp.Path, err)
 	}
-	err = conn.AddToStoreNar(ctx, info, f, false, dontCheckSigs)
+	err = conn.AddToStoreNar(ctx, info, nar.reader(), false, dontCheckSigs)
 	pool.put(conn)
 	if err != nil {
 		hint := ""
@@ -436,79 +446,139 @@ func (d *Direct) fetchOne(ctx context.Context, j *pathJob, downloads *semaphore.
 	return nil
 }
 
-// download streams pp's NAR into a new temporary file, which it returns
-// rewound; the caller removes it. The cache client verifies NarSize and
-// NarHash (and the format) by the end of the stream; the bytes also go
-// through the strict NAR reader here, so that nothing the store might
-// unpack differently (names such as "..", unsorted or duplicate entries,
-// trailing data) is ever handed to it.
-func (d *Direct) download(ctx context.Context, pp binarycache.PlannedPath) (*os.File, error) {
+// spool is a downloaded, checked NAR waiting for its import: in chunks of
+// memory, or in a temporary file.
+type spool struct {
+	chunks [][]byte // each of spoolChunk bytes' capacity
+	room   int      // chunks the spool may still take
+	file   *os.File
+}
+
+// spoolChunk is the unit of the memory budget. Chunks are recycled, so
+// that a cold closure's hundred megabytes do not become garbage: with a
+// fresh buffer per NAR, the collector ran every millisecond or two under
+// the heap limit, and took a sixth of nix-init's CPU.
+const spoolChunk = 16 << 10
+
+// spoolChunks are the free chunks. Not a sync.Pool: under nix-init's heap
+// limit the collector runs often, and each cycle would empty it. The
+// memory budget bounds how many chunks exist.
+var spoolChunks struct {
+	sync.Mutex
+	free []*[spoolChunk]byte
+}
+
+func getChunk() []byte {
+	spoolChunks.Lock()
+	defer spoolChunks.Unlock()
+	if n := len(spoolChunks.free); n > 0 {
+		c := spoolChunks.free[n-1]
+		spoolChunks.free = spoolChunks.free[:n-1]
+		return c[:0]
+	}
+	return new([spoolChunk]byte)[:0]
+}
+
+func putChunks(cs [][]byte) {
+	spoolChunks.Lock()
+	defer spoolChunks.Unlock()
+	for _, c := range cs {
+		spoolChunks.free = append(spoolChunks.free, (*[spoolChunk]byte)(c[:spoolChunk]))
+	}
+}
+
+// chunksFor is how many chunks a NAR of n bytes takes.
+func chunksFor(n uint64) int64 { return int64((n + spoolChunk - 1) / spoolChunk) }
+
+func (sp *spool) Write(p []byte) (int, error) {
+	if sp.file != nil {
+		return sp.file.Write(p)
+	}
+	n := len(p)
+	for len(p) > 0 {
+		last := len(sp.chunks) - 1
+		if last < 0 || len(sp.chunks[last]) == spoolChunk {
+			if sp.room == 0 {
+				return n - len(p), errors.New("the NAR is larger than its narinfo says")
+			}
+			sp.room--
+			sp.chunks = append(sp.chunks, getChunk())
+			last++
+		}
+		c := copy(sp.chunks[last][len(sp.chunks[last]):spoolChunk], p)
+		sp.chunks[last] = sp.chunks[last][:len(sp.chunks[last])+c]
+		p = p[c:]
+	}
+	return n, nil
+}
+
+// reader reads the NAR from its start.
+func (sp *spool) reader() io.Reader {
+	if sp.file != nil {
+		return sp.file
+	}
+	rs := make([]io.Reader, len(sp.chunks))
+	for i, c := range sp.chunks {
+		rs[i] = bytes.NewReader(c)
+	}
+	return io.MultiReader(rs...)
+}
+
+// discard recycles the memory or removes the file.
+func (sp *spool) discard() {
+	putChunks(sp.chunks)
+	sp.chunks = nil
+	if sp.file != nil {
+		sp.file.Close()
+		os.Remove(sp.file.Name())
+	}
+}
+
+// download streams pp's NAR into memory (room for NarSize bytes) or a new
+// temporary file, and returns it ready to read; the caller discards it.
+// The cache client's stream ends without error only when NarSize bytes
+// with the NarHash arrived and they passed the strict NAR reader, so that
+// nothing the store might unpack differently (names such as "..",
+// unsorted or duplicate entries, trailing data) is ever handed to it.
+func (d *Direct) download(ctx context.Context, pp binarycache.PlannedPath, inMemory bool) (*spool, error) {
 	rc, err := pp.Cache.OpenNar(ctx, pp.Info)
 	if err != nil {
 		return nil, err
 	}
 	defer rc.Close()
-	dir := d.TempDir
-	if dir == "" {
-		dir = os.TempDir()
+	sp := &spool{}
+	if inMemory {
+		sp.room = int(chunksFor(pp.Info.NarSize))
+	} else {
+		dir := d.TempDir
+		if dir == "" {
+			dir = os.TempDir()
+		}
+		if sp.file, err = os.CreateTemp(dir, "nix-init-*.nar"); err != nil {
+			return nil, &binarycache.Error{Op: "download NAR", Path: pp.Path, Cache: pp.Cache.URL(), Err: fmt.Errorf("temporary file: %w", err)}
+		}
 	}
-	f, err := os.CreateTemp(dir, "nix-init-*.nar")
-	if err != nil {
-		return nil, &binarycache.Error{Op: "download NAR", Path: pp.Path, Cache: pp.Cache.URL(), Err: fmt.Errorf("temporary file: %w", err)}
-	}
-	fail := func(err error) (*os.File, error) {
-		f.Close()
-		os.Remove(f.Name())
+	fail := func(err error) (*spool, error) {
+		sp.discard()
 		return nil, err
 	}
-	src := &sourceReader{r: rc}
-	dst := &sinkWriter{w: f}
-	n, err := nar.Copy(dst, src)
+	dst := &sinkWriter{w: sp}
+	n, err := io.Copy(dst, rc)
 	switch {
 	case dst.err != nil:
-		return fail(&binarycache.Error{Op: "download NAR", Path: pp.Path, Cache: pp.Cache.URL(), Err: fmt.Errorf("writing %s: %w", f.Name(), dst.err)})
-	case src.err != nil:
-		return fail(src.err) // the cache client's error names the path and cache
+		return fail(&binarycache.Error{Op: "download NAR", Path: pp.Path, Cache: pp.Cache.URL(), Err: fmt.Errorf("spooling: %w", dst.err)})
 	case err != nil:
-		// Not a canonical NAR: permanent. A truncation (the stream ended
-		// verified, yet mid-NAR) keeps its message but not its
-		// io.ErrUnexpectedEOF, which would make it look transient.
-		var fe *nar.FormatError
-		if !errors.As(err, &fe) {
-			return fail(&binarycache.Error{Op: "check NAR", Path: pp.Path, Cache: pp.Cache.URL(), Err: fmt.Errorf("%w: %v", nar.ErrInvalid, err)})
-		}
-		flat := *fe
-		if fe.Err != nil {
-			flat.Msg, flat.Err = fe.Msg+": "+fe.Err.Error(), nil
-		}
-		return fail(&binarycache.Error{Op: "check NAR", Path: pp.Path, Cache: pp.Cache.URL(), Err: &flat})
-	case !src.eof || uint64(n) != pp.Info.NarSize:
+		return fail(err) // the cache client's error names the path and cache
+	case uint64(n) != pp.Info.NarSize:
 		return fail(&binarycache.Error{Op: "check NAR", Path: pp.Path, Cache: pp.Cache.URL(),
 			Err: fmt.Errorf("%w: %d bytes read, the narinfo says %d", binarycache.ErrHashMismatch, n, pp.Info.NarSize)})
 	}
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return fail(&binarycache.Error{Op: "download NAR", Path: pp.Path, Cache: pp.Cache.URL(), Err: fmt.Errorf("temporary file: %w", err)})
+	if sp.file != nil {
+		if _, err := sp.file.Seek(0, io.SeekStart); err != nil {
+			return fail(&binarycache.Error{Op: "download NAR", Path: pp.Path, Cache: pp.Cache.URL(), Err: fmt.Errorf("temporary file: %w", err)})
+		}
 	}
-	return f, nil
-}
-
-// sourceReader remembers how a stream ended: a verified io.EOF, or the
-// first error.
-type sourceReader struct {
-	r   io.Reader
-	eof bool
-	err error
-}
-
-func (s *sourceReader) Read(p []byte) (int, error) {
-	n, err := s.r.Read(p)
-	switch {
-	case err == io.EOF:
-		s.eof = true
-	case err != nil && s.err == nil:
-		s.err = err
-	}
-	return n, err
+	return sp, nil
 }
 
 // sinkWriter remembers the first write error.

@@ -303,6 +303,42 @@ func TestDirectDaemonMode(t *testing.T) {
 	}
 }
 
+// TestDirectSpoolsLargeNARsToDisk: NARs too large for the memory budget
+// wait in temporary files, which are gone after their import.
+func TestDirectSpoolsLargeNARsToDisk(t *testing.T) {
+	t.Parallel()
+	fx := testnode.Chain(t, "direct-spool", 3, 3, 64<<10)
+	cache := testnode.NewCache(t, testnode.CacheOptions{}, fx.Root)
+	w := newDaemonWorld(t, testnode.NodeOptions{TrustedPublicKeys: []string{cache.PublicKey}})
+	tmp := t.TempDir()
+	// 64 KiB NARs, a 128 KiB budget: each is more than a quarter of it.
+	d := &Direct{URLs: []string{cache.URL}, Options: cacheOptions(t, cache.PublicKey), Memory: 128 << 10, TempDir: tmp}
+	done, seen := make(chan struct{}), make(chan int, 1)
+	go func() {
+		most := 0
+		defer func() { seen <- most }()
+		for {
+			entries, _ := os.ReadDir(tmp)
+			most = max(most, len(entries))
+			select {
+			case <-done:
+				return
+			case <-time.After(200 * time.Microsecond):
+			}
+		}
+	}()
+	_, err := w.realise(t, d, 30*time.Second, Root{Name: "app", Path: fx.Root})
+	close(done)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkStore(t, w.node, fx.Closure)
+	checkEmpty(t, tmp)
+	if most := <-seen; most == 0 {
+		t.Errorf("no temporary file seen in %s during the run", tmp)
+	}
+}
+
 func TestDirectSingleUser(t *testing.T) {
 	t.Parallel()
 	fx := testnode.Chain(t, "direct-single", 2, 2, 4096)

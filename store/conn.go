@@ -60,6 +60,7 @@ type Conn struct {
 	enc   encoder
 	dec   decoder
 	child *child // the nix-daemon --stdio process, for Spawn
+	frame []byte // AddToStoreNar's frame buffer, kept for the next call
 
 	sem chan struct{} // held by the call in flight
 

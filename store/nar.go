@@ -162,7 +162,10 @@ func (c *Conn) uploadFrames(nar io.Reader) error {
 	done := make(chan error, 1)
 	go func() { done <- c.stderrLoop(nil, nil) }()
 
-	buf := make([]byte, frameSize)
+	if c.frame == nil {
+		c.frame = make([]byte, frameSize)
+	}
+	buf := c.frame
 	for {
 		select {
 		case err := <-done:
