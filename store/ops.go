@@ -258,6 +258,49 @@ func (c *Conn) AddTempRoot(ctx context.Context, path string) error {
 	return c.pathOp(ctx, "AddTempRoot", opAddTempRoot, path)
 }
 
+// pipelineDepth bounds the requests AddTempRoots sends before reading
+// their replies, so that neither side can block writing into a full
+// socket buffer while the other is writing too.
+const pipelineDepth = 256
+
+// AddTempRoots is AddTempRoot for many paths, pipelined: requests go out
+// in batches without waiting for each reply. A cold closure's hundreds of
+// temp roots cost one round trip per batch instead of one per path, which
+// matters most when many runs share a busy daemon. An error leaves the
+// connection unusable (later replies would be misread).
+func (c *Conn) AddTempRoots(ctx context.Context, paths []string) error {
+	const op = "AddTempRoot"
+	if err := validatePaths(paths); err != nil {
+		return c.opError(op, "", err)
+	}
+	return c.call(ctx, op, describe(paths), func() error {
+		for len(paths) > 0 {
+			batch := paths[:min(len(paths), pipelineDepth)]
+			paths = paths[len(batch):]
+			for _, p := range batch {
+				c.enc.u64(uint64(opAddTempRoot))
+				c.enc.str(p)
+			}
+			if err := c.flush(); err != nil {
+				return err
+			}
+			for i := range batch {
+				if err := c.stderrLoop(nil, nil); err != nil {
+					if i < len(batch)-1 {
+						c.setBroken(fmt.Errorf("AddTempRoot of %s failed with %d replies pending: %w", batch[i], len(batch)-1-i, err))
+					}
+					return err
+				}
+				c.dec.u64() // always 1
+				if err := c.reply(); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+}
+
 func (c *Conn) pathOp(ctx context.Context, op string, code opCode, path string) error {
 	if err := ValidatePath(path); err != nil {
 		return c.opError(op, "", err)

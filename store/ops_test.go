@@ -329,3 +329,38 @@ func TestCollectGarbageBytes(t *testing.T) {
 		t.Error("a bad path was sent")
 	}
 }
+
+// TestAddTempRootsPipelined: the requests go out together, before any
+// reply is read; the replies are then read in order.
+func TestAddTempRootsPipelined(t *testing.T) {
+	c := fake(t, 0x122, func(p *peer) {
+		p.expect("AddTempRoot twice", wb(nil).u64(11).str(pathA).u64(11).str(pathB))
+		p.send(wb(nil).last().u64(1).last().u64(1))
+		p.expect("IsValidPath", wb(nil).u64(1).str(pathA))
+		p.send(wb(nil).last().u64(1))
+	})
+	ctx := ctxT(t)
+	if err := c.AddTempRoots(ctx, []string{pathA, pathB}); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := c.IsValidPath(ctx, pathA); err != nil || !ok {
+		t.Errorf("the connection is out of step after the pipeline: %v, %v", ok, err)
+	}
+}
+
+// TestAddTempRootsErrorMidPipeline: an error with replies still pending
+// leaves the connection unusable rather than out of step.
+func TestAddTempRootsErrorMidPipeline(t *testing.T) {
+	c := fake(t, 0x122, func(p *peer) {
+		p.expect("AddTempRoot twice", wb(nil).u64(11).str(pathA).u64(11).str(pathB))
+		p.send(errorV126("cannot add temp root").last().u64(1))
+	})
+	err := c.AddTempRoots(ctxT(t), []string{pathA, pathB})
+	var de *DaemonError
+	if !errors.As(err, &de) || de.Message != "cannot add temp root" {
+		t.Fatalf("err = %v", err)
+	}
+	if _, err := c.IsValidPath(ctxT(t), pathA); !errors.Is(err, ErrBroken) {
+		t.Errorf("the connection is still used after a failed pipeline: %v", err)
+	}
+}

@@ -229,7 +229,7 @@ func (c *Conn) readError() error {
 		if d.err != nil {
 			return d.err
 		}
-		msg = strings.TrimPrefix(cleanMessage(msg), "error: ")
+		msg = strings.TrimPrefix(CleanMessage(msg), "error: ")
 		return &DaemonError{Message: msg, Status: int(min(status, 255))}
 	}
 	typ := d.str()
@@ -254,17 +254,19 @@ func (c *Conn) readError() error {
 		if d.u64() != 0 && d.err == nil {
 			return protocolErrorf("error trace with a source position")
 		}
-		if t := cleanMessage(d.str()); d.err == nil {
+		if t := CleanMessage(d.str()); d.err == nil {
 			traces = append(traces, t)
 		}
 	}
 	if d.err != nil {
 		return d.err
 	}
-	return &DaemonError{Message: cleanMessage(msg), Traces: traces, Level: int(min(level, 255)), Status: 1}
+	return &DaemonError{Message: CleanMessage(msg), Traces: traces, Level: int(min(level, 255)), Status: 1}
 }
 
-func cleanMessage(s string) string { return strings.TrimRight(stripANSI(s), "\n") }
+// CleanMessage is a message of Nix without colour escapes or trailing
+// newlines.
+func CleanMessage(s string) string { return strings.TrimRight(stripANSI(s), "\n") }
 
 // stripANSI removes terminal escape sequences (colours, hyperlinks) from
 // daemon messages, as Nix's filterANSIEscapes does.
