@@ -420,3 +420,35 @@ func TestDumpPathRefusesSpecialFiles(t *testing.T) {
 		t.Errorf("err = %v", err)
 	}
 }
+
+// TestReset: a Reader reused after an error, or after a NAR, reads the
+// next NAR from its start, with none of the previous one's state.
+func TestReset(t *testing.T) {
+	data := validTree()
+	nr := NewReader(bytes.NewReader(data[:len(data)/2]))
+	for {
+		if _, err := nr.Next(); err != nil {
+			if err == io.EOF {
+				t.Fatal("a truncated NAR read to its end")
+			}
+			break
+		}
+	}
+	for range 2 {
+		nr.Reset(bytes.NewReader(data))
+		n := 0
+		for {
+			_, err := nr.Next()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatalf("after Reset: %v", err)
+			}
+			n++
+		}
+		if n != 8 || nr.Offset() != int64(len(data)) {
+			t.Errorf("after Reset: %d entries, %d bytes; want 8, %d", n, nr.Offset(), len(data))
+		}
+	}
+}

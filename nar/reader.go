@@ -114,6 +114,14 @@ func NewReader(r io.Reader) *Reader {
 	return &Reader{br: bufio.NewReaderSize(r, bufSize)}
 }
 
+// Reset makes r read a new NAR from src, keeping its buffer: a process
+// that reads many NARs need not allocate one per NAR.
+func (r *Reader) Reset(src io.Reader) {
+	br := r.br
+	br.Reset(src)
+	*r = Reader{br: br, stack: r.stack[:0]}
+}
+
 // Offset returns the number of NAR bytes consumed so far. After Next has
 // returned io.EOF it is the size of the whole NAR.
 func (r *Reader) Offset() int64 { return r.off }
