@@ -301,6 +301,85 @@ func (s *narStream) Close() error {
 // allows it. The caller must Close the stream; that frees the cache's
 // connection slot.
 func (c *Cache) OpenNar(ctx context.Context, ni *NarInfo) (io.ReadCloser, error) {
+	raw, err := c.openRaw(ctx, ni)
+	if err != nil {
+		return nil, err
+	}
+	pr, pw := io.Pipe()
+	s := &narStream{pr: pr, cancel: raw.cancel, done: make(chan struct{}), wrap: raw.wrap, closer: raw.close}
+	go func() {
+		defer close(s.done)
+		_, err := nar.Copy(pw, raw.check)
+		pw.CloseWithError(raw.classify(err))
+	}()
+	return s, nil
+}
+
+// ReadNar downloads the NAR that ni describes and hands it, decompressed,
+// to read, which must parse it strictly (a nar.Reader) to its end; it is
+// OpenNar without the second parse and the goroutine in between, for a
+// consumer that parses the NAR anyway. The stream's last Read fails
+// unless exactly NarSize bytes with the sha256 NarHash arrived, so read
+// must treat what it got as unverified until it has seen io.EOF; ReadNar
+// fails if read returns nil before the stream ended. A NAR format error
+// that read returns after every byte arrived and matched is permanent.
+func (c *Cache) ReadNar(ctx context.Context, ni *NarInfo, read func(io.Reader) error) error {
+	raw, err := c.openRaw(ctx, ni)
+	if err != nil {
+		return err
+	}
+	defer raw.close()
+	defer raw.cancel()
+	err = read(wrappedReader{raw.check, raw.wrap})
+	if err == nil && raw.check.err != io.EOF {
+		err = raw.wrap(fmt.Errorf("%w: the NAR was not read to its end", ErrHashMismatch))
+	}
+	return raw.classify(err)
+}
+
+// wrappedReader names the path and cache in its reader's errors.
+type wrappedReader struct {
+	r    io.Reader
+	wrap func(error) error
+}
+
+func (w wrappedReader) Read(p []byte) (int, error) {
+	n, err := w.r.Read(p)
+	if err != nil && err != io.EOF {
+		err = w.wrap(err)
+	}
+	return n, err
+}
+
+// rawNar is a NAR download with its checks, not parsed.
+type rawNar struct {
+	check  *hashCheck // the decompressed NAR, checked against NarSize and NarHash
+	cancel context.CancelFunc
+	close  func()
+	wrap   func(error) error
+}
+
+// classify marks a NAR format error found in bytes that all arrived and
+// matched the narinfo as permanent: no retry changes them, and one that
+// reads as truncated must not look like a connection cut short
+// (io.ErrUnexpectedEOF) either.
+func (r *rawNar) classify(err error) error {
+	var fe *nar.FormatError
+	if r.check.err == io.EOF && errors.As(err, &fe) {
+		flat := *fe
+		if fe.Err != nil {
+			flat.Msg, flat.Err = fe.Msg+": "+fe.Err.Error(), nil
+		}
+		var be *Error
+		if errors.As(err, &be) {
+			return &Error{Op: be.Op, Path: be.Path, Cache: be.Cache, Err: &permanentError{&flat}}
+		}
+		return r.wrap(&permanentError{&flat})
+	}
+	return err
+}
+
+func (c *Cache) openRaw(ctx context.Context, ni *NarInfo) (*rawNar, error) {
 	wrap := func(err error) error {
 		return &Error{Op: "download NAR", Path: ni.StorePath, Cache: c.url, Err: err}
 	}
@@ -351,32 +430,13 @@ func (c *Cache) OpenNar(ctx context.Context, ni *NarInfo) (io.ReadCloser, error)
 		file = newHashCheck(rb, "compressed file", fileDigest, ni.FileSize, ni.FileSize != 0)
 	}
 	dec := &decompressor{method: method, src: file}
-	check := newHashCheck(dec, "NAR", narDigest, ni.NarSize, true)
-	pr, pw := io.Pipe()
-	s := &narStream{pr: pr, cancel: cancel, done: make(chan struct{}), wrap: wrap}
-	s.closer = func() {
+	raw := &rawNar{check: newHashCheck(dec, "NAR", narDigest, ni.NarSize, true), cancel: cancel, wrap: wrap}
+	raw.close = func() {
 		rb.Close()
 		dec.close()
 		c.sem.Release(1)
 	}
-	go func() {
-		defer close(s.done)
-		_, err := nar.Copy(pw, check)
-		var fe *nar.FormatError
-		if check.err == io.EOF && errors.As(err, &fe) {
-			// Every byte arrived and matched the narinfo: the NAR itself
-			// is malformed, and no retry changes that. One that reads as
-			// truncated must not look like a connection cut short
-			// (io.ErrUnexpectedEOF) either.
-			flat := *fe
-			if fe.Err != nil {
-				flat.Msg, flat.Err = fe.Msg+": "+fe.Err.Error(), nil
-			}
-			err = &permanentError{&flat}
-		}
-		pw.CloseWithError(err)
-	}()
-	return s, nil
+	return raw, nil
 }
 
 // Download writes the verified NAR of ni to w (see OpenNar) and returns its
