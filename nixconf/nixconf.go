@@ -225,6 +225,14 @@ func (c *Config) StalledDownloadTimeout() time.Duration {
 	return c.seconds("stalled-download-timeout")
 }
 
+// HTTPConnections is http-connections: how many connections Nix opens to
+// binary caches at once (0, Nix's "no limit", is returned as 0).
+func (c *Config) HTTPConnections() int {
+	v, _ := c.Get("http-connections")
+	n, _ := strconv.ParseUint(v, 10, 16)
+	return int(n)
+}
+
 func (c *Config) seconds(name string) time.Duration {
 	v, _ := c.Get(name)
 	n, _ := strconv.ParseUint(v, 10, 32)

@@ -248,6 +248,7 @@ require-sigs = false
 connect-timeout = 7
 stalled-download-timeout = 9
 netrc-file = /n/netrc
+http-connections = 64
 `), d)
 	if err != nil {
 		t.Fatal(err)
@@ -265,6 +266,7 @@ netrc-file = /n/netrc
 	check("ConnectTimeout", c.ConnectTimeout(), 7*time.Second)
 	check("StalledDownloadTimeout", c.StalledDownloadTimeout(), 9*time.Second)
 	check("NetrcFile", c.NetrcFile(), "/n/netrc")
+	check("HTTPConnections", c.HTTPConnections(), 64)
 	check("Origin", c.Origin("substituters"), "(input):2")
 	check("Origin default", c.Origin("fallback"), "default")
 
@@ -298,6 +300,7 @@ netrc-file = /n/netrc
 	check("default NetrcFile", def.NetrcFile(), "/etc/nix/netrc")
 	check("default ConnectTimeout", def.ConnectTimeout(), time.Duration(0))
 	check("default StalledDownloadTimeout", def.StalledDownloadTimeout(), 300*time.Second)
+	check("default HTTPConnections", def.HTTPConnections(), 25)
 	check("default TrustedSubstituters", def.TrustedSubstituters(), []string(nil))
 	check("unknown List", def.List("nothing"), []string(nil))
 	check("IsSet", def.IsSet("substituters"), false)
