@@ -31,7 +31,7 @@ let
     inherit version src;
     subPackages = [ "cmd/nix-init" ];
     # The hash of `go mod vendor`; a test recomputes it, so it cannot go stale.
-    vendorHash = "sha256-bqNP52Bhjiv9XWy370UBl+Z9+ZrmCnAMj+Zcin+Ovr0=";
+    vendorHash = "sha256-uYeJO5Kmzt4nnTgtRBvKpUG7MIAmflQXQ7WK7WjQFus=";
     env.CGO_ENABLED = "0";
     ldflags = [ "-s" "-w" "-X main.version=${version}" ];
     meta = {

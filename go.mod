@@ -11,3 +11,5 @@ require (
 	github.com/ulikunitz/xz v0.5.17
 	golang.org/x/sync v0.25.0
 )
+
+require golang.org/x/sys v0.50.0 // indirect
