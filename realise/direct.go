@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/nix-aurora/nix-aurora/binarycache"
 	"github.com/nix-aurora/nix-aurora/internal/human"
+	"github.com/nix-aurora/nix-aurora/localstore"
 	"github.com/nix-aurora/nix-aurora/store"
 )
 
@@ -100,6 +102,14 @@ type Direct struct {
 	// Fallback substitutes when direct substitution cannot be used; nil
 	// makes that an error.
 	Fallback Substituter
+	// Local, when set, is the store the session's connection serves,
+	// owned by this process (single-user Nix): NARs are unpacked straight
+	// into it and registered in one transaction (see fetchLocal) instead
+	// of imported one by one through the child nix-daemon.
+	Local *localstore.Store
+	// NoClaims turns off the sharing of work with other nix-init runs on
+	// the node (see claims).
+	NoClaims bool
 }
 
 // Substitute makes paths valid with their closures (see Direct).
@@ -115,6 +125,86 @@ func (d *Direct) Substitute(ctx context.Context, s *Session, paths []string) err
 }
 
 func (d *Direct) substitute(ctx context.Context, s *Session, paths []string) error {
+	if d.NoClaims || s.Conn == nil { // claims are per store
+		return d.substituteNow(ctx, s, paths)
+	}
+	return d.substituteShared(ctx, s, newClaims(s.Conn.Location()), paths)
+}
+
+// substituteShared realises the roots no other run of the node is
+// realising, then waits for the others' and takes over those that did
+// not become valid. Many sandboxes of one job starting on a node at once
+// then plan and fetch a closure once: the runs that wait cost a
+// connection and a query each.
+//
+// A run never waits for a root while it holds the claim of another, so
+// two runs that share roots cannot wait for each other.
+func (d *Direct) substituteShared(ctx context.Context, s *Session, cl *claims, paths []string) error {
+	noWait := map[string]bool{} // waited claimWait already: fetch without a claim
+	byOthers := 0
+	for len(paths) > 0 {
+		var mine, others []string
+		var held []*claim
+		for _, p := range paths {
+			c, err := cl.try(rootKey(p))
+			switch {
+			case err != nil || noWait[p]:
+				mine = append(mine, p)
+			case c != nil:
+				mine = append(mine, p)
+				held = append(held, c)
+			default:
+				others = append(others, p)
+			}
+		}
+		var err error
+		if len(mine) > 0 {
+			err = d.substituteNow(ctx, s, mine)
+		}
+		for _, c := range held {
+			c.release()
+		}
+		if err != nil {
+			return err
+		}
+		if len(others) == 0 {
+			break
+		}
+		var wg sync.WaitGroup
+		released := make([]bool, len(others))
+		for i, p := range others {
+			wg.Go(func() { released[i] = cl.waitFor(ctx, rootKey(p)) })
+		}
+		wg.Wait()
+		if ctx.Err() != nil {
+			return context.Cause(ctx)
+		}
+		valid, err := s.Conn.QueryValidPaths(ctx, others, false)
+		if err != nil {
+			return fmt.Errorf("check the roots other nix-init runs realised: %w", err)
+		}
+		byOthers += len(valid)
+		isValid := make(map[string]bool, len(valid))
+		for _, v := range valid {
+			isValid[v] = true
+		}
+		paths = nil
+		for i, p := range others {
+			if !isValid[p] {
+				// Its run failed, or is too slow: take it over.
+				paths = append(paths, p)
+				noWait[p] = noWait[p] || !released[i]
+			}
+		}
+	}
+	if byOthers > 0 {
+		s.Logf("%d of the roots were realised by other nix-init runs of this node", byOthers)
+	}
+	return nil
+}
+
+// substituteNow plans and fetches paths' closures.
+func (d *Direct) substituteNow(ctx context.Context, s *Session, paths []string) error {
 	logf := serialLog(s.Logf)
 	caches, failed, err := d.open(ctx, logf)
 	if err != nil {
@@ -159,10 +249,12 @@ func (d *Direct) substitute(ctx context.Context, s *Session, paths []string) err
 	// Temp roots first: from the first import on, a path must survive a
 	// garbage collection until its referrers are valid and rooted. The
 	// import connections' own temp roots go when they close.
-	for _, pp := range plan.Paths {
-		if err := s.Conn.AddTempRoot(ctx, pp.Path); err != nil {
-			return fmt.Errorf("hold temp root %s before importing it: %w", pp.Path, err)
-		}
+	planned := make([]string, len(plan.Paths))
+	for i, pp := range plan.Paths {
+		planned[i] = pp.Path
+	}
+	if err := s.Conn.AddTempRoots(ctx, planned); err != nil {
+		return fmt.Errorf("hold temp roots on the %d paths to import: %w", len(planned), err)
 	}
 	sizes := make(map[string]uint64, len(plan.Paths))
 	for _, pp := range plan.Paths {
@@ -320,10 +412,17 @@ type pathJob struct {
 	pp       binarycache.PlannedPath
 	refs     []*pathJob    // references that are planned too
 	imported chan struct{} // closed once the path is valid
+	claim    *claim        // held while this run fetches it
 }
 
 // fetch downloads and imports the planned paths.
 func (d *Direct) fetch(ctx context.Context, s *Session, plan *binarycache.Plan, logf func(string, ...any)) error {
+	if d.Local != nil {
+		if d.Local.Writable() {
+			return d.fetchLocal(ctx, s, plan, logf)
+		}
+		logf("cannot write to %s: importing through nix-daemon", d.Local.Dir)
+	}
 	jobs := make([]*pathJob, len(plan.Paths))
 	byPath := make(map[string]*pathJob, len(plan.Paths))
 	for i, pp := range plan.Paths {
@@ -341,47 +440,84 @@ func (d *Direct) fetch(ctx context.Context, s *Session, plan *binarycache.Plan, 
 	if connect == nil {
 		connect = s.Config.Connect
 	}
-	pool := newConnPool(s, connect, d.Imports, logf)
-	defer pool.close()
+	f := &fetcher{d: d, s: s, logf: logf, pool: newConnPool(s, connect, d.Imports, logf)}
+	defer f.pool.close()
 	// In single-user mode the store is ours and trusts us: what we import
 	// is exactly what we verified. A daemon checks the signatures again.
-	dontCheckSigs := s.Conn.Location().Mode == store.Local && s.Conn.Trust() == store.Trusted
+	f.dontCheckSigs = s.Conn.Location().Mode == store.Local && s.Conn.Trust() == store.Trusted
+	if !d.NoClaims {
+		f.claims = newClaims(s.Conn.Location())
+	}
 
 	nJobs := d.Jobs
 	if nJobs <= 0 {
 		nJobs = DefaultDirectJobs
 	}
-	budget := d.Memory
-	if budget <= 0 {
-		budget = DefaultDirectMemory
-	}
-	budget = max(budget/spoolChunk, 1) // in chunks
+	budget := d.memoryChunks()
 	downloads := semaphore.NewWeighted(int64(nJobs))
 	memory := semaphore.NewWeighted(budget)
 	g, gctx := errgroup.WithContext(ctx)
 	var stopped error
+	// Claims first, all at once: each path is fetched by the run that
+	// claims it first, and the others wait for it.
+	var mine, others []*pathJob
+	for _, j := range jobs {
+		if f.claim(j) {
+			mine = append(mine, j)
+		} else {
+			others = append(others, j)
+		}
+	}
+	defer func() {
+		for _, j := range mine {
+			j.claim.release() // those never launched
+		}
+	}()
+	launch := func(j *pathJob, r *reservation) {
+		g.Go(func() error {
+			defer r.free()
+			return f.fetchOne(gctx, j, r)
+		})
+	}
+	// Waiting for other runs starts at once, for all their paths together:
+	// a run must never wait for one path of another run while holding one
+	// that the other run waits for.
+	if len(others) > 0 {
+		g.Go(func() error {
+			return f.awaitOthers(gctx, others, func(j *pathJob) error {
+				// Out of plan order now: take memory only if it is free.
+				if err := downloads.Acquire(gctx, 1); err != nil {
+					j.claim.release()
+					return fmt.Errorf("fetch %s: %w", j.pp.Path, err)
+				}
+				r := &reservation{downloads: downloads, memory: memory, slot: true}
+				if size := chunksFor(j.pp.Info.NarSize); size <= budget/4 && memory.TryAcquire(size) {
+					r.chunks = size
+				}
+				launch(j, r)
+				return nil
+			})
+		})
+	}
 	// Downloads start in plan order, references first, and take their
 	// memory in that order: every started path's references started
 	// before it and hold what they need to finish, so waiting for memory
 	// cannot deadlock, and imports can start early.
-	for _, j := range jobs {
+	for _, j := range mine {
 		if err := downloads.Acquire(gctx, 1); err != nil {
 			stopped = err
 			break
 		}
-		var held int64
+		r := &reservation{downloads: downloads, memory: memory, slot: true}
 		if size := chunksFor(j.pp.Info.NarSize); size <= budget/4 {
 			if err := memory.Acquire(gctx, size); err != nil {
 				downloads.Release(1)
 				stopped = err
 				break
 			}
-			held = size
+			r.chunks = size
 		}
-		g.Go(func() error {
-			defer memory.Release(held)
-			return d.fetchOne(gctx, j, downloads, held > 0, pool, dontCheckSigs, s, logf)
-		})
+		launch(j, r)
 	}
 	if err := g.Wait(); err != nil {
 		return err
@@ -392,22 +528,156 @@ func (d *Direct) fetch(ctx context.Context, s *Session, plan *binarycache.Plan, 
 	return nil
 }
 
-// fetchOne downloads one path (holding a download slot), waits for its
+// fetcher is the state of one fetch.
+type fetcher struct {
+	d             *Direct
+	s             *Session
+	logf          func(string, ...any)
+	pool          *connPool
+	dontCheckSigs bool
+	claims        *claims // nil: each run fetches what it misses
+	claimsBroken  atomic.Bool
+	byOthers      atomic.Int64 // paths other runs fetched for this one
+}
+
+// claim claims j for this run, and reports whether this run fetches it:
+// false when another run of the node does.
+func (f *fetcher) claim(j *pathJob) bool {
+	if f.claims == nil || f.claimsBroken.Load() {
+		return true
+	}
+	c, err := f.claims.try(j.pp.Path)
+	if err != nil {
+		if !f.claimsBroken.Swap(true) {
+			f.logf("cannot coordinate with other nix-init runs (%v): fetching every missing path", err)
+		}
+		return true
+	}
+	j.claim = c
+	return c != nil
+}
+
+// releaseGather is how long awaitOthers gathers released claims before it
+// asks the store which of their paths became valid.
+const releaseGather = 20 * time.Millisecond
+
+// awaitOthers waits for the paths other runs fetch, all at once: each
+// that became valid counts as imported; each that did not (its run failed,
+// or took longer than claimWait) goes to fetch, unless another run claimed
+// it meanwhile. The paths whose claims were released by the time one is
+// looked at are checked together, in one query.
+func (f *fetcher) awaitOthers(ctx context.Context, others []*pathJob, fetch func(*pathJob) error) error {
+	type release struct {
+		j        *pathJob
+		released bool
+	}
+	done := make(chan release, len(others))
+	var waiters sync.WaitGroup
+	defer waiters.Wait()
+	wait := func(j *pathJob) {
+		waiters.Go(func() {
+			done <- release{j, f.claims.waitFor(ctx, j.pp.Path)}
+		})
+	}
+	for _, j := range others {
+		wait(j)
+	}
+	for pending := len(others); pending > 0; {
+		var batch []release
+		select {
+		case r := <-done:
+			batch = append(batch, r)
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+		// Releases come one path at a time as the claimant imports them:
+		// gathering them for a moment costs a waiting run little, and
+		// spares a busy daemon a query per path from every waiting run.
+		gather := time.NewTimer(releaseGather)
+	drain:
+		for len(batch) < pending {
+			select {
+			case r := <-done:
+				batch = append(batch, r)
+			case <-gather.C:
+				break drain
+			case <-ctx.Done():
+				gather.Stop()
+				return context.Cause(ctx)
+			}
+		}
+		gather.Stop()
+		pending -= len(batch)
+		paths := make([]string, len(batch))
+		for i, r := range batch {
+			paths[i] = r.j.pp.Path
+		}
+		valid, err := f.pool.validPaths(ctx, paths)
+		if err != nil {
+			return fmt.Errorf("check the paths other nix-init runs fetched: %w", err)
+		}
+		for _, r := range batch {
+			switch {
+			case valid[r.j.pp.Path]:
+				f.byOthers.Add(1)
+				close(r.j.imported)
+			case !r.released || f.claim(r.j):
+				// Its run failed, or is too slow: fetch it here.
+				if err := fetch(r.j); err != nil {
+					return err
+				}
+			default:
+				// Claimed again meanwhile: wait for that run.
+				pending++
+				wait(r.j)
+			}
+		}
+	}
+	if n := f.byOthers.Load(); n > 0 {
+		f.logf("%d paths were fetched by other nix-init runs of this node", n)
+	}
+	return nil
+}
+
+// reservation is what a path's fetch holds: a download slot until its
+// download ends, and the memory its NAR waits in until its import.
+type reservation struct {
+	downloads, memory *semaphore.Weighted
+	slot              bool
+	chunks            int64
+}
+
+func (r *reservation) endDownload() {
+	if r.slot {
+		r.downloads.Release(1)
+		r.slot = false
+	}
+}
+
+func (r *reservation) free() {
+	r.endDownload()
+	r.memory.Release(r.chunks)
+	r.chunks = 0
+}
+
+// fetchOne fetches one path, unless another run of this node does (see
+// claims): it downloads it (holding a download slot), waits for its
 // references, and imports it.
-func (d *Direct) fetchOne(ctx context.Context, j *pathJob, downloads *semaphore.Weighted, inMemory bool, pool *connPool, dontCheckSigs bool, s *Session, logf func(string, ...any)) error {
+func (f *fetcher) fetchOne(ctx context.Context, j *pathJob, r *reservation) error {
 	start := time.Now()
 	pp := j.pp
-	nar, err := d.download(ctx, pp, inMemory)
-	downloads.Release(1)
+	defer j.claim.release()
+	nar, err := f.d.download(ctx, pp, r.chunks > 0)
+	r.endDownload()
 	if err != nil {
 		return err
 	}
 	defer nar.discard()
-	for _, r := range j.refs {
+	for _, ref := range j.refs {
 		select {
-		case <-r.imported:
+		case <-ref.imported:
 		case <-ctx.Done():
-			return fmt.Errorf("import %s: waiting for %s: %w", pp.Path, r.pp.Path, context.Cause(ctx))
+			return fmt.Errorf("import %s: waiting for %s: %w", pp.Path, ref.pp.Path, context.Cause(ctx))
 		}
 	}
 	info := store.PathInfo{
@@ -423,12 +693,20 @@ func (d *Direct) fetchOne(ctx context.Context, j *pathJob, downloads *semaphore.
 	if drv := binarycache.StoreDir + "/" + pp.Info.Deriver; pp.Info.Deriver != "" && store.ValidatePath(drv) == nil {
 		info.Deriver = drv
 	}
-	conn, err := pool.get(ctx)
+	conn, err := f.pool.get(ctx)
 	if err != nil {
 		return fmt.Errorf("import %s: %w", pp.Path, err)
 	}
-	err = conn.AddToStoreNar(ctx, info, nar.reader(), false, dontCheckSigs)
-	pool.put(conn)
+	unlock := func() {}
+	if f.claims != nil {
+		if unlock, err = f.claims.lockImports(ctx); err != nil {
+			f.pool.put(conn)
+			return fmt.Errorf("import %s: %w", pp.Path, err)
+		}
+	}
+	err = conn.AddToStoreNar(ctx, info, nar.reader(), false, f.dontCheckSigs)
+	unlock()
+	f.pool.put(conn)
 	if err != nil {
 		hint := ""
 		var de *store.DaemonError
@@ -439,8 +717,8 @@ func (d *Direct) fetchOne(ctx context.Context, j *pathJob, downloads *semaphore.
 	}
 	secs := time.Since(start).Seconds()
 	size := downloadSize(pp.Info)
-	s.Fetched(PathReport{Path: pp.Path, From: pp.Cache.URL(), Bytes: size, Seconds: secs})
-	logf("fetched %s from %s (%s, %.2fs)", pp.Path, pp.Cache.URL(), human.Bytes(size), secs)
+	f.s.Fetched(PathReport{Path: pp.Path, From: pp.Cache.URL(), Bytes: size, Seconds: secs})
+	f.logf("fetched %s from %s (%s, %.2fs)", pp.Path, pp.Cache.URL(), human.Bytes(size), secs)
 	// Only now: the referrers' lines come after this one.
 	close(j.imported)
 	return nil
@@ -452,6 +730,15 @@ type spool struct {
 	chunks [][]byte // each of spoolChunk bytes' capacity
 	room   int      // chunks the spool may still take
 	file   *os.File
+}
+
+// memoryChunks is the memory budget in chunks.
+func (d *Direct) memoryChunks() int64 {
+	budget := d.Memory
+	if budget <= 0 {
+		budget = DefaultDirectMemory
+	}
+	return max(budget/spoolChunk, 1)
 }
 
 // spoolChunk is the unit of the memory budget. Chunks are recycled, so
@@ -665,14 +952,22 @@ func (p *connPool) get(ctx context.Context) (*store.Conn, error) {
 
 func (p *connPool) put(c *store.Conn) { p.free <- c }
 
-// valid asks one of the pool's connections whether path is valid.
-func (p *connPool) valid(ctx context.Context, path string) (bool, error) {
+// validPaths asks one of the pool's connections which of paths are valid.
+func (p *connPool) validPaths(ctx context.Context, paths []string) (map[string]bool, error) {
 	c, err := p.get(ctx)
 	if err != nil {
-		return false, err
+		return nil, err
 	}
 	defer p.put(c)
-	return c.IsValidPath(ctx, path)
+	valid, err := c.QueryValidPaths(ctx, paths, false)
+	if err != nil {
+		return nil, err
+	}
+	set := make(map[string]bool, len(valid))
+	for _, v := range valid {
+		set[v] = true
+	}
+	return set, nil
 }
 
 // daemonLog passes on what the daemon says on an extra connection as the

@@ -29,6 +29,7 @@ import (
 	"github.com/nix-aurora/nix-aurora/binarycache"
 	"github.com/nix-aurora/nix-aurora/internal/testnix"
 	"github.com/nix-aurora/nix-aurora/internal/testnode"
+	"github.com/nix-aurora/nix-aurora/localstore"
 	"github.com/nix-aurora/nix-aurora/nar"
 	"github.com/nix-aurora/nix-aurora/store"
 )
@@ -936,4 +937,175 @@ func TestDirectWithoutCaches(t *testing.T) {
 	if err := d.Substitute(context.Background(), sess, []string{somePath}); err == nil || !strings.Contains(err.Error(), "no substituters configured") {
 		t.Errorf("without a fallback: %v", err)
 	}
+}
+
+// unpackCase is a fresh single-user node and a Direct that unpacks into
+// its store (what nix-init does in single-user mode).
+func unpackCase(t *testing.T, cache *testnode.Cache) (*directWorld, *Direct) {
+	t.Helper()
+	w := newSingleUserWorld(t, testnode.NodeOptions{})
+	w.node.ValidPaths(t) // opening the store makes its directories
+	d := &Direct{
+		URLs:    []string{cache.URL},
+		Options: cacheOptions(t, cache.PublicKey),
+		Local:   &localstore.Store{Dir: filepath.Join(w.node.Root, "nix/store"), StoreArg: w.node.StoreURI(), Env: w.node.Env()},
+	}
+	return w, d
+}
+
+// checkNoGarbage checks that the node's store directory holds nothing but
+// valid paths (and lock files, which Nix too leaves after a failure).
+func checkNoGarbage(t *testing.T, w *directWorld) {
+	t.Helper()
+	valid := map[string]bool{}
+	for _, p := range w.node.ValidPaths(t) {
+		valid[filepath.Base(p)] = true
+	}
+	entries, err := os.ReadDir(filepath.Join(w.node.Root, "nix/store"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if n := e.Name(); !valid[n] && !strings.HasSuffix(n, ".lock") && n != ".links" {
+			t.Errorf("the store directory holds %s, which is not valid", n)
+		}
+	}
+}
+
+// TestDirectUnpack: in single-user mode, NARs are unpacked straight into
+// the store and registered in one transaction; the store verifies, faults
+// leave nothing unverified behind, and Nix's path locks are honoured.
+func TestDirectUnpack(t *testing.T) {
+	t.Parallel()
+	fx := directFaults(t)
+	app := Root{Name: "app", Path: fx.Root}
+	leaf := fx.Levels[0][0]
+
+	t.Run("success", func(t *testing.T) {
+		t.Parallel()
+		cache := testnode.NewCache(t, testnode.CacheOptions{Compression: "xz"}, fx.Root)
+		w, d := unpackCase(t, cache)
+		rep, err := w.realise(t, d, 30*time.Second, app)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(rep.Substituted) != len(fx.Closure) {
+			t.Errorf("substituted %d paths, want %d", len(rep.Substituted), len(fx.Closure))
+		}
+		checkStore(t, w.node, fx.Closure)
+		checkNoGarbage(t, w)
+		if locks, _ := filepath.Glob(filepath.Join(w.node.Root, "nix/store/*.lock")); len(locks) > 0 {
+			t.Errorf("lock files left after a successful run: %v", locks)
+		}
+		if w.connects.Load() != 1 {
+			t.Errorf("%d store connections, want 1", w.connects.Load())
+		}
+	})
+
+	t.Run("transient faults", func(t *testing.T) {
+		t.Parallel()
+		cache := testnode.NewCache(t, testnode.CacheOptions{}, fx.Root)
+		w, d := unpackCase(t, cache)
+		cache.Drop("/nar/", 2)
+		cache.FailMatching("/nar/", 503, 2)
+		if _, err := w.realise(t, d, 30*time.Second, app); err != nil {
+			t.Fatal(err)
+		}
+		checkStore(t, w.node, fx.Closure)
+		checkNoGarbage(t, w)
+	})
+
+	t.Run("hash mismatch", func(t *testing.T) {
+		t.Parallel()
+		cache := testnode.NewCache(t, testnode.CacheOptions{Compression: "none"}, fx.Root)
+		file := cache.NarFile(t, leaf)
+		data, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data[len(data)/2] ^= 0x55
+		if err := os.WriteFile(file, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		w, d := unpackCase(t, cache)
+		rep, err := w.realise(t, d, 30*time.Second, app)
+		checkRefused(t, w, fx, rep, err, leaf)
+		if !errors.Is(err, binarycache.ErrHashMismatch) || !strings.Contains(err.Error(), cache.URL) {
+			t.Errorf("err = %v", err)
+		}
+		checkNoGarbage(t, w)
+	})
+
+	t.Run("hostile NAR", func(t *testing.T) {
+		t.Parallel()
+		cache := testnode.NewCache(t, testnode.CacheOptions{}, fx.Root)
+		replaceNar(t, cache, leaf, rawNar(nar.Magic, "(", "type", "directory",
+			"entry", "(", "name", "..", "node", "(", "type", "regular", "contents", "pwned\n", ")", ")", ")"))
+		w, d := unpackCase(t, cache)
+		rep, err := w.realise(t, d, 30*time.Second, app)
+		checkRefused(t, w, fx, rep, err, leaf)
+		if !errors.Is(err, nar.ErrInvalid) {
+			t.Errorf("err = %v", err)
+		}
+		checkNoGarbage(t, w)
+		if _, err := os.Lstat(filepath.Join(w.node.Root, "nix", "pwned")); err == nil {
+			t.Error("the NAR wrote outside its path")
+		}
+	})
+
+	t.Run("leftovers of a killed import", func(t *testing.T) {
+		t.Parallel()
+		cache := testnode.NewCache(t, testnode.CacheOptions{}, fx.Root)
+		w, d := unpackCase(t, cache)
+		// What a run killed mid-unpack leaves: a partial, read-only tree
+		// and its lock file.
+		real := w.node.Path(leaf)
+		if err := os.MkdirAll(filepath.Join(real, "sub"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(real, "sub", "junk"), []byte("partial"), 0o444); err != nil {
+			t.Fatal(err)
+		}
+		os.Chmod(filepath.Join(real, "sub"), 0o555)
+		os.Chmod(real, 0o555)
+		if err := os.WriteFile(real+".lock", nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.realise(t, d, 30*time.Second, app); err != nil {
+			t.Fatal(err)
+		}
+		checkStore(t, w.node, fx.Closure)
+		checkNoGarbage(t, w)
+	})
+
+	t.Run("path locked by another process", func(t *testing.T) {
+		t.Parallel()
+		cache := testnode.NewCache(t, testnode.CacheOptions{}, fx.Root)
+		w, d := unpackCase(t, cache)
+		// Another process (Nix substituting it) holds the leaf's lock,
+		// then gives up without making it valid: nix-init waits, then
+		// fetches it itself.
+		held, err := localstore.TryLock(w.node.Path(leaf))
+		if err != nil || held == nil {
+			t.Fatalf("lock: %v", err)
+		}
+		const hold = 400 * time.Millisecond
+		go func() {
+			time.Sleep(hold)
+			held.Unlock(false)
+		}()
+		start := time.Now()
+		rep, err := w.realise(t, d, 30*time.Second, app)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if elapsed := time.Since(start); elapsed < hold {
+			t.Errorf("done in %s, before the lock was released", elapsed)
+		}
+		if len(rep.Substituted) != len(fx.Closure) {
+			t.Errorf("substituted %d paths, want %d", len(rep.Substituted), len(fx.Closure))
+		}
+		checkStore(t, w.node, fx.Closure)
+		checkNoGarbage(t, w)
+	})
 }

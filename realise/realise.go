@@ -222,10 +222,8 @@ func realiseOn(ctx context.Context, conn *store.Conn, cfg *Config, roots []Root,
 	rep.DaemonVersion = conn.DaemonVersion()
 
 	paths := uniquePaths(roots)
-	for _, p := range paths {
-		if err := conn.AddTempRoot(ctx, p); err != nil {
-			return fmt.Errorf("hold temp root %s: %w", p, err)
-		}
+	if err := conn.AddTempRoots(ctx, paths); err != nil {
+		return fmt.Errorf("hold temp roots: %w", err)
 	}
 	valid, err := conn.QueryValidPaths(ctx, paths, false)
 	if err != nil {
@@ -337,10 +335,8 @@ func holdThroughGC(ctx context.Context, conn *store.Conn, cfg *Config, tracker *
 		if cfg.Verbose {
 			cfg.logf("cannot wait for garbage collections in progress (%v); adding the temp roots again", err)
 		}
-		for _, p := range paths {
-			if err := conn.AddTempRoot(ctx, p); err != nil {
-				return fmt.Errorf("hold temp root %s: %w", p, err)
-			}
+		if err := conn.AddTempRoots(ctx, paths); err != nil {
+			return fmt.Errorf("hold temp roots: %w", err)
 		}
 		return nil
 	}

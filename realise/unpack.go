@@ -1,0 +1,288 @@
+package realise
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/nix-aurora/nix-aurora/binarycache"
+	"github.com/nix-aurora/nix-aurora/internal/human"
+	"github.com/nix-aurora/nix-aurora/localstore"
+	"github.com/nix-aurora/nix-aurora/store"
+)
+
+// lockPoll is how often fetchLocal looks again at paths whose locks
+// another process holds (Nix, or another nix-init importing them).
+const lockPoll = 20 * time.Millisecond
+
+// localJob is a planned path on its way into a store this process owns.
+type localJob struct {
+	pp       binarycache.PlannedPath
+	refs     []string // its references, from the narinfo
+	lock     *localstore.PathLock
+	unpacked atomic.Bool
+}
+
+// fetchLocal is fetch for a single-user store (Direct.Local): each NAR is
+// streamed from the cache straight into the store's directory, verified
+// on the way, and the paths are made valid in one transaction. The daemon
+// import it replaces hashes and unpacks every NAR a second time, commits
+// one transaction per path, and cannot use a second core (imports over
+// several connections contend for the database).
+//
+// Paths are locked as Nix locks them, so that Nix or another run never
+// unpacks the same path at once; a path whose lock another process holds
+// is waited for (polled) and taken over if it does not become valid. While
+// it waits, this run holds only the locks of paths that it unpacked but
+// cannot register yet (a reference is the other process's), so two runs
+// cannot wait for each other: the lowest unregistered path of a closure is
+// always registrable by whoever holds it.
+func (d *Direct) fetchLocal(ctx context.Context, s *Session, plan *binarycache.Plan, logf func(string, ...any)) (err error) {
+	ls := d.Local
+	valid := map[string]bool{} // paths known valid now
+	var todo, parked []*localJob
+	for _, pp := range plan.Paths {
+		todo = append(todo, &localJob{pp: pp, refs: pp.Info.ReferencePaths()})
+		valid[pp.Path] = false
+	}
+	for _, j := range todo {
+		for _, ref := range j.refs {
+			if _, planned := valid[ref]; !planned {
+				valid[ref] = true // valid when the plan was made
+			}
+		}
+	}
+	defer func() {
+		// Whatever failed, what was verified and unpacked is kept when it
+		// can be registered, so that a retry fetches only the rest.
+		if err != nil && len(parked) > 0 {
+			if rerr := d.register(context.WithoutCancel(ctx), s, parked, valid); rerr == nil {
+				parked = d.unregistered(parked, valid)
+			}
+		}
+		for _, j := range parked {
+			if rerr := localstore.RemoveAll(ls.RealPath(j.pp.Path)); rerr != nil {
+				logf("cannot remove the unregistered %s: %v", ls.RealPath(j.pp.Path), rerr)
+			}
+			j.lock.Unlock(false)
+		}
+	}()
+	for first := true; len(todo) > 0 || len(parked) > 0; first = false {
+		if !first {
+			select {
+			case <-time.After(lockPoll):
+			case <-ctx.Done():
+				return fmt.Errorf("wait for paths other processes are importing: %w", context.Cause(ctx))
+			}
+		}
+		var mine, others []*localJob
+		for _, j := range todo {
+			lock, err := localstore.TryLock(ls.RealPath(j.pp.Path))
+			if err != nil {
+				for _, m := range mine {
+					m.lock.Unlock(false)
+				}
+				return fmt.Errorf("lock %s in %s: %w", j.pp.Path, ls.Dir, err)
+			}
+			if lock == nil {
+				others = append(others, j)
+				continue
+			}
+			j.lock = lock
+			mine = append(mine, j)
+		}
+		todo = others
+		// Another process may have imported some since the plan was made.
+		if len(mine) > 0 {
+			nowValid, err := s.Conn.QueryValidPaths(ctx, jobPaths(mine), false)
+			if err != nil {
+				for _, m := range mine {
+					m.lock.Unlock(false)
+				}
+				return fmt.Errorf("query valid paths: %w", err)
+			}
+			for _, p := range nowValid {
+				valid[p] = true
+			}
+			fresh := mine[:0]
+			for _, j := range mine {
+				if valid[j.pp.Path] {
+					j.lock.Unlock(false)
+				} else {
+					fresh = append(fresh, j)
+				}
+			}
+			mine = fresh
+		}
+		parked = append(parked, mine...)
+		if err := d.unpackRegistering(ctx, s, mine, &parked, valid, logf); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// minWave is the fewest registrable paths worth a registration while
+// downloads go on (each costs a nix-store process).
+const minWave = 64
+
+// unpackRegistering unpacks jobs and, while it does, registers in waves
+// what became registrable, so that the last transaction after the last
+// download is small: registering a 400-path closure takes nix-store about
+// 0.1 s of CPU, which the second core can do during the downloads.
+func (d *Direct) unpackRegistering(ctx context.Context, s *Session, jobs []*localJob, parked *[]*localJob, valid map[string]bool, logf func(string, ...any)) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	nudge := make(chan struct{}, 1)
+	unpacked := make(chan error, 1)
+	go func() {
+		unpacked <- d.unpackAll(ctx, s, jobs, logf, func() {
+			select {
+			case nudge <- struct{}{}:
+			default:
+			}
+		})
+	}()
+	wave := max(minWave, len(jobs)/4)
+	for {
+		select {
+		case err := <-unpacked:
+			if err != nil {
+				return err
+			}
+			if err := d.register(ctx, s, *parked, valid); err != nil {
+				return err
+			}
+			*parked = d.unregistered(*parked, valid)
+			return nil
+		case <-nudge:
+			waiting := 0
+			for _, j := range *parked {
+				if j.unpacked.Load() {
+					waiting++
+				}
+			}
+			if waiting < wave {
+				continue
+			}
+			if err := d.register(ctx, s, *parked, valid); err != nil {
+				cancel()
+				<-unpacked
+				return err
+			}
+			*parked = d.unregistered(*parked, valid)
+		}
+	}
+}
+
+// unpackAll downloads and unpacks jobs, Jobs at a time, in plan order,
+// calling done after each.
+func (d *Direct) unpackAll(ctx context.Context, s *Session, jobs []*localJob, logf func(string, ...any), done func()) error {
+	n := d.Jobs
+	if n <= 0 {
+		n = DefaultDirectJobs
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(n)
+	for _, j := range jobs {
+		g.Go(func() error {
+			start := time.Now()
+			real := d.Local.RealPath(j.pp.Path)
+			// What a killed import left behind (Nix does the same).
+			if err := localstore.RemoveAll(real); err != nil {
+				return fmt.Errorf("remove the invalid %s before unpacking it: %w", real, err)
+			}
+			err := j.pp.Cache.ReadNar(gctx, j.pp.Info, func(r io.Reader) error {
+				_, err := localstore.Unpack(real, r)
+				return err
+			})
+			if err != nil {
+				var be *binarycache.Error
+				if errors.As(err, &be) {
+					return err // names the path and the cache
+				}
+				return &binarycache.Error{Op: "unpack NAR", Path: j.pp.Path, Cache: j.pp.Cache.URL(), Err: err}
+			}
+			j.unpacked.Store(true)
+			done()
+			secs := time.Since(start).Seconds()
+			size := downloadSize(j.pp.Info)
+			s.Fetched(PathReport{Path: j.pp.Path, From: j.pp.Cache.URL(), Bytes: size, Seconds: secs})
+			logf("fetched %s from %s (%s, %.2fs)", j.pp.Path, j.pp.Cache.URL(), human.Bytes(size), secs)
+			return nil
+		})
+	}
+	return g.Wait()
+}
+
+// register makes valid, in one transaction, every unpacked job whose
+// references are valid or registered with it, and releases their locks.
+func (d *Direct) register(ctx context.Context, s *Session, jobs []*localJob, valid map[string]bool) error {
+	batch := map[string]*localJob{}
+	for _, j := range jobs {
+		if j.unpacked.Load() {
+			batch[j.pp.Path] = j
+		}
+	}
+	// Drop what refers to a path neither valid nor in the batch, until
+	// nothing more drops.
+	for changed := true; changed; {
+		changed = false
+		for p, j := range batch {
+			for _, ref := range j.refs {
+				if !valid[ref] && batch[ref] == nil {
+					delete(batch, p)
+					changed = true
+					break
+				}
+			}
+		}
+	}
+	if len(batch) == 0 {
+		return nil
+	}
+	regs := make([]localstore.Registration, 0, len(batch))
+	for _, j := range jobs { // plan order: references first
+		if batch[j.pp.Path] == nil {
+			continue
+		}
+		ni := j.pp.Info
+		r := localstore.Registration{Path: j.pp.Path, NarHash: ni.NarHash, NarSize: ni.NarSize, References: j.refs}
+		if drv := binarycache.StoreDir + "/" + ni.Deriver; ni.Deriver != "" && store.ValidatePath(drv) == nil {
+			r.Deriver = drv
+		}
+		regs = append(regs, r)
+	}
+	if err := d.Local.Register(ctx, regs); err != nil {
+		return err
+	}
+	for _, r := range regs {
+		valid[r.Path] = true
+		batch[r.Path].lock.Unlock(true)
+	}
+	return nil
+}
+
+// unregistered returns the jobs not valid yet.
+func (d *Direct) unregistered(jobs []*localJob, valid map[string]bool) []*localJob {
+	var out []*localJob
+	for _, j := range jobs {
+		if !valid[j.pp.Path] {
+			out = append(out, j)
+		}
+	}
+	return out
+}
+
+func jobPaths(jobs []*localJob) []string {
+	out := make([]string, len(jobs))
+	for i, j := range jobs {
+		out[i] = j.pp.Path
+	}
+	return out
+}
