@@ -899,3 +899,52 @@ func TestUsage(t *testing.T) {
 		}
 	})
 }
+
+// TestConcurrentRuns: several sandboxes of one job start at once on a
+// node, through its daemon. All succeed, each path's NAR is downloaded
+// once (one run realises the root, the others wait for it and find it
+// valid), and every sandbox has its root.
+func TestConcurrentRuns(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, "concurrent", rigOptions{depth: 4, width: 3, bytes: 32 << 10, nodeSubstituters: true})
+	const runs = 6
+	// Every NAR response is held back a little, so that the runs overlap.
+	r.cache.StallBodyMatching("/nar/", 50*time.Millisecond)
+	var sandboxes []*testnode.Sandbox
+	var procs []*proc
+	for i := 0; i < runs; i++ {
+		sb := testnode.NewSandbox(t, r.node)
+		sandboxes = append(sandboxes, sb)
+		procs = append(procs, start(t, sb.Command(sb.CopyExecutable(t, nixInitBinary(t)), "app="+r.fx.Root)))
+	}
+	fetched, byOthers := 0, 0
+	for i, p := range procs {
+		res := p.wait(t, 60*time.Second)
+		wantCode(t, res, exitOK)
+		for _, l := range lines(res.stderr) {
+			if fetchedLine.MatchString(l) {
+				fetched++
+			}
+			if strings.Contains(l, "realised by other nix-init runs") {
+				byOthers++
+			}
+		}
+		link := filepath.Join(sandboxes[i].Dir, ".gc", "app")
+		if target, err := os.Readlink(link); err != nil || target != r.fx.Root {
+			t.Errorf("run %d: .gc/app -> %q (%v)", i, target, err)
+		}
+	}
+	if n := r.cache.Count("/nar/"); n != len(r.fx.Closure) {
+		t.Errorf("%d NAR downloads for a closure of %d paths", n, len(r.fx.Closure))
+	}
+	if fetched != len(r.fx.Closure) {
+		t.Errorf("%d paths fetched in all, want %d (each once)", fetched, len(r.fx.Closure))
+	}
+	if byOthers == 0 {
+		t.Errorf("no run said another realised its root")
+	}
+	if bad := r.node.Invalid(t, r.fx.Closure...); len(bad) > 0 {
+		t.Fatalf("not valid: %v", bad)
+	}
+	r.node.Verify(t)
+}

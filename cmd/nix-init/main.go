@@ -46,7 +46,7 @@ func (e usageError) Error() string { return e.msg }
 // what it holds at once is a few buffers per download; the limit makes the
 // collector return garbage before the heap doubles, which keeps a node's
 // many concurrent inits small. GOMEMLIMIT overrides it.
-const memoryLimit = 20 << 20
+const memoryLimit = 24 << 20
 
 func main() {
 	if os.Getenv("GOMEMLIMIT") == "" {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/nix-aurora/nix-aurora/binarycache"
+	"github.com/nix-aurora/nix-aurora/localstore"
 	"github.com/nix-aurora/nix-aurora/nixconf"
 	"github.com/nix-aurora/nix-aurora/realise"
 	"github.com/nix-aurora/nix-aurora/store"
@@ -30,6 +32,7 @@ type storeOptions struct {
 	gcRootDir    string
 	verbose      bool
 	via          string // "auto", "direct" or "daemon"
+	unpack       bool
 }
 
 func (o *storeOptions) addFlags(fs *pflag.FlagSet) {
@@ -40,6 +43,7 @@ func (o *storeOptions) addFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&o.jobs, "jobs", 16, "paths substituted in parallel")
 	fs.IntVar(&o.imports, "imports", realise.DefaultDirectImports, "store connections importing fetched paths in parallel (direct substitution)")
 	fs.StringVar(&o.gcRootDir, "gc-root-dir", ".gc", "directory of the GC root links")
+	fs.BoolVar(&o.unpack, "unpack", true, "single-user mode, direct substitution: unpack fetched paths straight into the store and register them in one transaction (nix-store --load-db) instead of importing each through nix-daemon")
 	fs.StringVar(&o.via, "via", "auto", "how to substitute: direct (fetch NARs from the caches ourselves, in parallel, verified), daemon (let the store substitute), auto (direct when substituters are known and signatures required)")
 }
 
@@ -179,14 +183,21 @@ func (o *storeOptions) substituter(st *settings) (realise.Substituter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read netrc: %w", err)
 	}
+	local, err := o.localStore(st)
+	if err != nil {
+		return nil, err
+	}
 	return &realise.Direct{
-		URLs: st.substituters,
+		Local: local,
+		URLs:  st.substituters,
 		Options: binarycache.Options{
 			TrustedKeys:    keys,
 			Netrc:          netrc,
 			ConnectTimeout: st.connectTO,
 			StallTimeout:   st.conf.StalledDownloadTimeout(),
 			Attempts:       downloadAttempts(st.conf),
+			// Nix's 0 means no limit; ours would mean the default.
+			MaxConnections: cmp.Or(st.conf.HTTPConnections(), 1<<16),
 		},
 		Jobs:     o.jobs,
 		Imports:  o.imports,
@@ -207,4 +218,29 @@ func downloadAttempts(conf *nixconf.Config) int {
 		return 0
 	}
 	return n
+}
+
+// localStore is the store to unpack into in single-user mode (--unpack),
+// or nil: in daemon mode, or when nix.conf asks for auto-optimise-store (which Nix does at import, and an
+// unpacked path would miss).
+func (o *storeOptions) localStore(st *settings) (*localstore.Store, error) {
+	if !o.unpack || st.location.Mode != store.Local {
+		return nil, nil
+	}
+	if v, _ := st.conf.Get("auto-optimise-store"); strings.TrimSpace(v) == "true" {
+		return nil, nil
+	}
+	dir := filepath.Join("/", st.location.Root, "nix/store")
+	nixStore := "nix-store"
+	if d := o.findNixDaemon(); filepath.IsAbs(d) {
+		if p := filepath.Join(filepath.Dir(d), "nix-store"); isExecutable(p) {
+			nixStore = p
+		}
+	}
+	return &localstore.Store{Dir: dir, NixStore: nixStore, StoreArg: st.location.Store}, nil
+}
+
+func isExecutable(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0
 }
