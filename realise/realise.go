@@ -208,12 +208,18 @@ func attemptOnce(ctx context.Context, cfg *Config, roots []Root, rep *Report) er
 	if err != nil {
 		return fmt.Errorf("connect to the store: %w", err)
 	}
-	// Closing the connection releases its temp roots, so it stays open until
-	// the indirect roots exist.
-	defer conn.Close()
 	tracker := newTracker(cfg, rep)
 	conn.SetLogger(tracker.event)
-	return tracker.diagnose(realiseOn(ctx, conn, cfg, roots, rep, tracker))
+	// Closing the connection releases its temp roots, so it stays open until
+	// the indirect roots exist. After a success nothing needs the child
+	// nix-daemon (single-user mode) any more: it is not waited for.
+	err = tracker.diagnose(realiseOn(ctx, conn, cfg, roots, rep, tracker))
+	if err == nil {
+		conn.Release()
+	} else {
+		conn.Close()
+	}
+	return err
 }
 
 // realiseOn is one attempt on an open connection.

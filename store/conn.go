@@ -128,6 +128,22 @@ func (c *Conn) emit(ev Event) {
 	}
 }
 
+// Release ends the connection as Close does, except that it does not wait
+// for the child nix-daemon of Spawn to exit: the child exits by itself at
+// the end of its input, and its temp roots go with it. It is for a process
+// that is about to exit and whose roots no longer need the connection; it
+// saves waiting for a C++ process to tear down (2 to 4 ms).
+func (c *Conn) Release() error {
+	if c.child == nil {
+		return c.Close()
+	}
+	c.closeOnce.Do(func() {
+		c.setBroken(errClosed)
+		c.child.release()
+	})
+	return nil
+}
+
 // Close ends the connection (and the child nix-daemon of Spawn). A call in
 // flight fails with ErrBroken.
 func (c *Conn) Close() error {

@@ -201,6 +201,15 @@ func (ch *child) Close() error {
 	return nil
 }
 
+// release closes the child's stdin and our end of its stdout without
+// waiting: it exits on its own at the end of its input.
+func (ch *child) release() {
+	ch.closeOnce.Do(func() {
+		ch.stdin.Close()
+		ch.stdout.Close()
+	})
+}
+
 // annotate adds what the child said on stderr, and how it ended, to an
 // I/O error: a nix-daemon that cannot open its store says why there.
 func (ch *child) annotate(err error) error {
