@@ -576,3 +576,33 @@ func TestCollectGarbageWaitsForGC(t *testing.T) {
 		t.Errorf("%s after CollectGarbage(GCReturnLive): valid %v, %v", cl.solo, ok, err)
 	}
 }
+
+// TestRelease: Release ends the connection at once, and the child
+// nix-daemon, seeing the end of its input, exits by itself and drops its
+// temp roots.
+func TestRelease(t *testing.T) {
+	cl := buildClosure(t)
+	dir := t.TempDir()
+	c := spawn(t, StdioOptions{Store: dir})
+	if err := c.AddTempRoot(ctxT(t), cl.app); err != nil {
+		t.Fatal(err)
+	}
+	temproots := filepath.Join(dir, "nix/var/nix/temproots")
+	if files, _ := os.ReadDir(temproots); len(files) != 1 {
+		t.Fatalf("%d temp roots files while the connection is open, want 1", len(files))
+	}
+	if err := c.Release(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.IsValidPath(ctxT(t), cl.app); !errors.Is(err, ErrBroken) {
+		t.Errorf("a call after Release: %v, want ErrBroken", err)
+	}
+	select {
+	case <-c.child.exited:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the child nix-daemon did not exit after Release")
+	}
+	if files, _ := os.ReadDir(temproots); len(files) != 0 {
+		t.Errorf("the temp roots outlived the child: %v", files)
+	}
+}
