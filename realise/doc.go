@@ -14,6 +14,14 @@
 // connection with exponential backoff within a total budget; permanent ones
 // (no cache has the path, bad signature, bad argument) fail at once.
 //
+// Two Substituters: Daemon lets the store substitute; Direct fetches NARs
+// from the caches itself, verified, and imports them through the daemon
+// (AddToStoreNar) or, in single-user mode, unpacks them into the store and
+// registers them in a few transactions (package localstore). Direct also
+// shares work between the runs of a node (claim.go): a root is realised
+// by one run while the others wait, and each planned path is fetched by
+// one run.
+//
 // It must never root a path it has not seen valid, and never import
 // anything itself without verification: importing is the Substituter's job,
 // and the daemon-side one leaves all checks to the daemon.

@@ -258,8 +258,12 @@ func (d *Direct) register(ctx context.Context, s *Session, jobs []*localJob, val
 		}
 		regs = append(regs, r)
 	}
+	start := time.Now()
 	if err := d.Local.Register(ctx, regs); err != nil {
 		return err
+	}
+	if s.Config.Verbose {
+		s.Logf("registered %d paths in %s in %.3fs", len(regs), d.Local.Dir, time.Since(start).Seconds())
 	}
 	for _, r := range regs {
 		valid[r.Path] = true
