@@ -26,12 +26,25 @@ import (
 //
 //	nix-store-default  nix-store -r at Nix's defaults (max-jobs 1)
 //	nix-store-tuned    nix-store -r --option max-jobs 64 --option http-connections 64
-//	nix-init           nix-init, single-user like the nix-store runs
+//	nix-init           nix-init at its defaults (--jobs 16; http-connections 25,
+//	                   Nix's default), single-user like the nix-store runs: it
+//	                   unpacks into the store and registers in one transaction
+//	nix-init-tuned     the same tuning as nix-store-tuned: --jobs 64 and
+//	                   http-connections = 64
+//	nix-init-import    nix-init --unpack=false: each path imported through the
+//	                   child nix-daemon (AddToStoreNar), as in daemon mode
 //
 // The cache is written by our uploader (what `nixaurora push` does), so it
 // has closure indexes; nix-init-bfs runs against the same cache without
 // them, as after `nix copy`. Each run gets a new node. Reported: median
-// seconds of each, the speedups, and nix-init's peak RSS.
+// seconds of each, the speedups of nix-init and of nix-init-tuned, and
+// nix-init's peak RSS.
+//
+// The nodes live under TMPDIR. Both Nix and nix-init create some 2,000
+// files per run, so a file system whose file creation is slow dominates
+// both (on the machine of BENCHMARKS.md, ext4 under /tmp took 0.8 ms per
+// created file at times, 30 times what the same disk took elsewhere):
+// TMPDIR=/dev/shm measures the work itself.
 //
 // Environment: BENCH_COLD_PATHS_WIDTH, BENCH_COLD_DEPTH, BENCH_COLD_BYTES
 // shrink the fixture for a quick look.
@@ -56,13 +69,14 @@ func BenchmarkColdStart(b *testing.B) {
 					return timed(b, node.Command("nix-store", append([]string{"-r", fx.Root}, extra...)...))
 				}
 			}
-			nixInitRun := func(c *testnode.Cache) func() sample {
+			nixInitRun := func(c *testnode.Cache, conf string, extra ...string) func() sample {
 				return func() sample {
-					node := testnode.NewNode(b, testnode.NodeOptions{})
+					node := testnode.NewNode(b, testnode.NodeOptions{ExtraConf: conf})
 					report := filepath.Join(b.TempDir(), "report.json")
-					s := timed(b, node.Command(bin, "--store", node.StoreURI(), "--substituter", c.URL,
+					args := append([]string{"--store", node.StoreURI(), "--substituter", c.URL,
 						"--trusted-public-key", c.PublicKey, "--gc-root-dir", filepath.Join(node.Dir, "gc"),
-						"--report", report, "app="+fx.Root))
+						"--report", report}, extra...)
+					s := timed(b, node.Command(bin, append(args, "app="+fx.Root)...))
 					s.maxRSS = reportedRSS(b, report, s.maxRSS)
 					return s
 				}
@@ -71,8 +85,10 @@ func BenchmarkColdStart(b *testing.B) {
 				name string
 				run  func() sample
 			}{
-				{"nix-init", nixInitRun(cache)},
-				{"nix-init-bfs", nixInitRun(bfsCache)},
+				{"nix-init", nixInitRun(cache, "")},
+				{"nix-init-tuned", nixInitRun(cache, "http-connections = 64", "--jobs", "64")},
+				{"nix-init-bfs", nixInitRun(bfsCache, "")},
+				{"nix-init-import", nixInitRun(cache, "", "--unpack=false")},
 				{"nix-store-tuned", nixStore("--option", "max-jobs", "64", "--option", "http-connections", "64")},
 				{"nix-store-default", nixStore()},
 			}
@@ -87,12 +103,13 @@ func BenchmarkColdStart(b *testing.B) {
 					}
 				}
 			}
-			ours := median(times["nix-init"])
+			ours, tuned := median(times["nix-init"]), median(times["nix-init-tuned"])
 			for _, v := range variants {
 				m := median(times[v.name])
 				b.ReportMetric(m.Seconds(), v.name+"-s")
-				if v.name != "nix-init" {
+				if strings.HasPrefix(v.name, "nix-store") {
 					b.ReportMetric(float64(m)/float64(ours), "x-vs-"+v.name)
+					b.ReportMetric(float64(m)/float64(tuned), "tuned-x-vs-"+v.name)
 				}
 			}
 			b.ReportMetric(float64(peak), "nix-init-maxrss-KiB")
