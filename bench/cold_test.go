@@ -169,7 +169,10 @@ func pushedCache(b testing.TB, root string, indexes bool) *testnode.Cache {
 // until the last one exited.
 func concurrentRun(b *testing.B, bin string, cache *testnode.Cache, root string, n int) time.Duration {
 	b.Helper()
-	node := testnode.NewNode(b, testnode.NodeOptions{Substituters: []string{cache.URL}, TrustedPublicKeys: []string{cache.PublicKey}})
+	// The socket where Nix puts it, as on a real node: nix-init then knows
+	// the state directory and probes the GC's socket instead of asking the
+	// daemon to wait for the GC lock (which 32 runs would take in turn).
+	node := testnode.NewNode(b, testnode.NodeOptions{Substituters: []string{cache.URL}, TrustedPublicKeys: []string{cache.PublicKey}, SocketInStateDir: true})
 	node.StartDaemon(b)
 	var cmds []*exec.Cmd
 	for i := 0; i < n; i++ {
