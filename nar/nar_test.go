@@ -127,18 +127,7 @@ func TestReadValid(t *testing.T) {
 func TestSkipUnreadContents(t *testing.T) {
 	data := validTree()
 	nr := NewReader(bytes.NewReader(data))
-	n := 0
-	for {
-		_, err := nr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		n++
-	}
-	if n != 8 {
+	if n := countEntries(t, nr); n != 8 {
 		t.Errorf("%d entries, want 8", n)
 	}
 	if _, err := nr.Next(); err != io.EOF {
@@ -436,19 +425,24 @@ func TestReset(t *testing.T) {
 	}
 	for range 2 {
 		nr.Reset(bytes.NewReader(data))
-		n := 0
-		for {
-			_, err := nr.Next()
-			if err == io.EOF {
-				break
-			}
-			if err != nil {
-				t.Fatalf("after Reset: %v", err)
-			}
-			n++
-		}
-		if n != 8 || nr.Offset() != int64(len(data)) {
+		if n := countEntries(t, nr); n != 8 || nr.Offset() != int64(len(data)) {
 			t.Errorf("after Reset: %d entries, %d bytes; want 8, %d", n, nr.Offset(), len(data))
 		}
+	}
+}
+
+// countEntries reads nr to its end and returns how many entries it had.
+func countEntries(t *testing.T, nr *Reader) int {
+	t.Helper()
+	n := 0
+	for {
+		_, err := nr.Next()
+		if err == io.EOF {
+			return n
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		n++
 	}
 }

@@ -638,6 +638,21 @@ func replaceNar(t *testing.T, cache *testnode.Cache, storePath string, data []by
 // checkRefused checks a permanent failure about path that imported
 // neither path nor anything referring to it, and fetched no more than
 // allowed.
+// corruptNar flips a byte in the middle of storePath's NAR in an
+// uncompressed cache: in a file's contents, so that only the hash tells.
+func corruptNar(t *testing.T, cache *testnode.Cache, storePath string) {
+	t.Helper()
+	file := cache.NarFile(t, storePath)
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data[len(data)/2] ^= 0x55
+	if err := os.WriteFile(file, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func checkRefused(t *testing.T, w *directWorld, fx *testnode.Fixture, rep *Report, err error, path string) {
 	t.Helper()
 	if err == nil {
@@ -664,15 +679,7 @@ func TestDirectPermanentFaults(t *testing.T) {
 	t.Run("hash mismatch", func(t *testing.T) {
 		t.Parallel()
 		cache := testnode.NewCache(t, testnode.CacheOptions{Compression: "none"}, fx.Root)
-		file := cache.NarFile(t, leaf)
-		data, err := os.ReadFile(file)
-		if err != nil {
-			t.Fatal(err)
-		}
-		data[len(data)/2] ^= 0x55 // in the data file's contents
-		if err := os.WriteFile(file, data, 0o644); err != nil {
-			t.Fatal(err)
-		}
+		corruptNar(t, cache, leaf)
 		tmp := t.TempDir()
 		w, d := daemonCase(t, cache, func(d *Direct) { d.TempDir = tmp })
 		rep, err := w.realise(t, d, 30*time.Second, app)
@@ -1018,15 +1025,7 @@ func TestDirectUnpack(t *testing.T) {
 	t.Run("hash mismatch", func(t *testing.T) {
 		t.Parallel()
 		cache := testnode.NewCache(t, testnode.CacheOptions{Compression: "none"}, fx.Root)
-		file := cache.NarFile(t, leaf)
-		data, err := os.ReadFile(file)
-		if err != nil {
-			t.Fatal(err)
-		}
-		data[len(data)/2] ^= 0x55
-		if err := os.WriteFile(file, data, 0o644); err != nil {
-			t.Fatal(err)
-		}
+		corruptNar(t, cache, leaf)
 		w, d := unpackCase(t, cache)
 		rep, err := w.realise(t, d, 30*time.Second, app)
 		checkRefused(t, w, fx, rep, err, leaf)
