@@ -948,3 +948,86 @@ func TestConcurrentRuns(t *testing.T) {
 	}
 	r.node.Verify(t)
 }
+
+// TestConcurrentRunTakesOver: a run waiting for another run's root takes
+// it over when that run dies, and does not fetch anything while it lives.
+func TestConcurrentRunTakesOver(t *testing.T) {
+	t.Parallel()
+	r := daemonRig(t, "takeover")
+	r.cache.StallBodyMatching("/nar/", 20*time.Second)
+	first := start(t, r.cmd("app="+r.fx.Root))
+	waitFor(t, 15*time.Second, "the first run's NAR requests", func() bool { return r.cache.Count("/nar/") == len(r.fx.Closure) })
+
+	sb := testnode.NewSandbox(t, r.node)
+	second := start(t, sb.Command(sb.CopyExecutable(t, nixInitBinary(t)), "app="+r.fx.Root))
+	time.Sleep(500 * time.Millisecond)
+	if n := r.cache.Count("/nar/"); n != len(r.fx.Closure) {
+		t.Fatalf("%d NAR requests while the first run held the root, want only its %d", n, len(r.fx.Closure))
+	}
+	if err := first.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-first.done
+	r.cache.StallBody(0)
+	res := second.wait(t, 30*time.Second)
+	wantCode(t, res, exitOK)
+	if link := filepath.Join(sb.Dir, ".gc", "app"); !r.node.Valid(t, r.fx.Root) {
+		t.Fatalf("the root is not valid after the takeover")
+	} else if target, err := os.Readlink(link); err != nil || target != r.fx.Root {
+		t.Errorf(".gc/app -> %q (%v)", target, err)
+	}
+	if bad := r.node.Invalid(t, r.fx.Closure...); len(bad) > 0 {
+		t.Fatalf("not valid: %v", bad)
+	}
+	r.node.Verify(t)
+}
+
+// TestSingleUserKilledMidUnpack: a single-user run killed after it
+// unpacked part of the closure but before it registered it leaves invalid
+// directories; the next run removes them, fetches again and registers,
+// and the store verifies.
+func TestSingleUserKilledMidUnpack(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, "single-user-killed", rigOptions{noDaemon: true})
+	if out, err := exec.Command("chown", "-R", "nobody:", r.node.Root).CombinedOutput(); err != nil {
+		t.Fatalf("chown: %v %s", err, out)
+	}
+	nixDaemon, err := exec.LookPath("nix-daemon")
+	if err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"--substituter", r.cache.URL, "--trusted-public-key", r.cache.PublicKey,
+		"--store", r.node.Root, "--nix-daemon", nixDaemon, "app=" + r.fx.Root}
+	// Everything but the root arrives at once; the root's NAR is held.
+	r.cache.StallBodyMatching(filepath.Base(r.cache.NarFile(t, r.fx.Root)), 20*time.Second)
+	rest := slices.DeleteFunc(slices.Clone(r.fx.Closure), func(p string) bool { return p == r.fx.Root })
+	p := start(t, r.cmd(args...))
+	waitFor(t, 15*time.Second, "the unpacked dependencies", func() bool {
+		for _, q := range rest {
+			if _, err := os.Lstat(r.node.Path(q)); err != nil {
+				return false
+			}
+		}
+		return true
+	})
+	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-p.done
+	leftovers := 0
+	for _, q := range rest {
+		if !r.node.Valid(t, q) {
+			leftovers++ // unpacked, not registered
+		}
+	}
+	if leftovers == 0 {
+		t.Fatal("the killed run left nothing to clean up: the test proves nothing")
+	}
+	r.cache.StallBody(0)
+	res := runInit(t, r.cmd(args...), 30*time.Second)
+	wantCode(t, res, exitOK)
+	if bad := r.node.Invalid(t, r.fx.Closure...); len(bad) > 0 {
+		t.Fatalf("not valid: %v", bad)
+	}
+	r.node.Verify(t)
+}
