@@ -30,7 +30,8 @@ type localJob struct {
 
 // fetchLocal is fetch for a single-user store (Direct.Local): each NAR is
 // streamed from the cache straight into the store's directory, verified
-// on the way, and the paths are made valid in one transaction. The daemon
+// on the way, and the paths are made valid a few transactions at a time
+// (see unpackRegistering). The daemon
 // import it replaces hashes and unpacks every NAR a second time, commits
 // one transaction per path, and cannot use a second core (imports over
 // several connections contend for the database).
@@ -61,9 +62,13 @@ func (d *Direct) fetchLocal(ctx context.Context, s *Session, plan *binarycache.P
 		// Whatever failed, what was verified and unpacked is kept when it
 		// can be registered, so that a retry fetches only the rest.
 		if err != nil && len(parked) > 0 {
-			if rerr := d.register(context.WithoutCancel(ctx), s, parked, valid); rerr == nil {
+			// Even when interrupted, but not for long: nix-store waits
+			// for a busy database.
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), keepTimeout)
+			if rerr := d.register(rctx, s, parked, valid); rerr == nil {
 				parked = d.unregistered(parked, valid)
 			}
+			cancel()
 		}
 		for _, j := range parked {
 			if rerr := localstore.RemoveAll(ls.RealPath(j.pp.Path)); rerr != nil {
@@ -126,6 +131,10 @@ func (d *Direct) fetchLocal(ctx context.Context, s *Session, plan *binarycache.P
 	}
 	return nil
 }
+
+// keepTimeout bounds the registration of what a failed run verified and
+// unpacked.
+const keepTimeout = 10 * time.Second
 
 // minWave is the fewest registrable paths worth a registration while
 // downloads go on (each costs a nix-store process).
@@ -221,7 +230,8 @@ func (d *Direct) unpackAll(ctx context.Context, s *Session, jobs []*localJob, lo
 }
 
 // register makes valid, in one transaction, every unpacked job whose
-// references are valid or registered with it, and releases their locks.
+// references are valid or registered with it, and releases their locks
+// (deleting the lock files, as Nix does once a path is valid).
 func (d *Direct) register(ctx context.Context, s *Session, jobs []*localJob, valid map[string]bool) error {
 	batch := map[string]*localJob{}
 	for _, j := range jobs {
