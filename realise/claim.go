@@ -16,9 +16,11 @@ import (
 )
 
 // claims lets the nix-init runs of one node share the work of a cold
-// start: a path is fetched and imported by one run, and the others wait
-// for it to become valid instead of downloading it again and queueing on
-// the daemon's lock of the same path.
+// start: a root is realised by one run while the others wait for it
+// (substituteShared), and within plans a path is fetched and imported by
+// one run while the others wait for it to become valid (awaitOthers),
+// instead of downloading it again and queueing on the daemon's lock of
+// the same path.
 //
 // A claim is a listening socket in Linux's abstract namespace, named after
 // the store and the path's hash part: binding it is atomic and exclusive,
