@@ -76,3 +76,12 @@ func median(ds []time.Duration) time.Duration {
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// TestMain removes the nix-init binary built for the run.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if nixInit != "" {
+		os.RemoveAll(filepath.Dir(nixInit))
+	}
+	os.Exit(code)
+}
