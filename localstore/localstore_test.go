@@ -257,21 +257,10 @@ func TestRegister(t *testing.T) {
 	ls := &Store{Dir: filepath.Join(node.Root, "nix/store"), StoreArg: node.StoreURI(), Env: node.Env()}
 	var regs []Registration
 	for _, p := range fx.Closure { // references first
-		q := func(what string) []string {
-			out, err := exec.Command("nix-store", "--query", what, p).Output()
-			if err != nil {
-				t.Fatal(err)
-			}
-			return strings.Fields(string(out))
-		}
-		var size uint64
-		if _, err := fmt.Sscan(q("--size")[0], &size); err != nil {
-			t.Fatal(err)
-		}
 		if _, err := Unpack(ls.RealPath(p), bytes.NewReader(dump(t, p))); err != nil {
 			t.Fatal(err)
 		}
-		regs = append(regs, Registration{Path: p, NarHash: q("--hash")[0], NarSize: size, References: q("--references")})
+		regs = append(regs, hostRegistration(t, p))
 	}
 	if err := ls.Register(context.Background(), regs); err != nil {
 		t.Fatal(err)
@@ -302,4 +291,58 @@ func TestRegister(t *testing.T) {
 	if node.Valid(t, top) {
 		t.Error("the refused path is valid")
 	}
+}
+
+// TestRegistrar registers a closure in two batches, each through a
+// process started ahead, and a prepared process that gets no batch
+// registers nothing.
+func TestRegistrar(t *testing.T) {
+	testnix.Require(t)
+	fx := testnode.Chain(t, "localstore-registrar", 2, 2, 1024)
+	node := testnode.NewNode(t, testnode.NodeOptions{})
+	node.ValidPaths(t)
+	ls := &Store{Dir: filepath.Join(node.Root, "nix/store"), StoreArg: node.StoreURI(), Env: node.Env()}
+	var regs []Registration
+	for _, p := range fx.Closure {
+		if _, err := Unpack(ls.RealPath(p), bytes.NewReader(dump(t, p))); err != nil {
+			t.Fatal(err)
+		}
+		regs = append(regs, hostRegistration(t, p))
+	}
+	r := ls.NewRegistrar(context.Background())
+	half := len(regs) / 2 // references first: the first half stands alone
+	r.Prepare()
+	if err := r.Register(regs[:half]); err != nil {
+		t.Fatal(err)
+	}
+	if bad := node.Invalid(t, fx.Closure[:half]...); len(bad) > 0 {
+		t.Fatalf("first batch not valid: %v", bad)
+	}
+	r.Prepare()
+	if err := r.Register(regs[half:]); err != nil {
+		t.Fatal(err)
+	}
+	r.Prepare()
+	r.Close()
+	if bad := node.Invalid(t, fx.Closure...); len(bad) > 0 {
+		t.Fatalf("not valid: %v", bad)
+	}
+	node.Verify(t)
+}
+
+// hostRegistration is what the host store records of p.
+func hostRegistration(t *testing.T, p string) Registration {
+	t.Helper()
+	q := func(what string) []string {
+		out, err := exec.Command("nix-store", "--query", what, p).Output()
+		if err != nil {
+			t.Fatalf("nix-store --query %s %s: %v", what, p, err)
+		}
+		return strings.Fields(string(out))
+	}
+	var size uint64
+	if _, err := fmt.Sscan(q("--size")[0], &size); err != nil {
+		t.Fatal(err)
+	}
+	return Registration{Path: p, NarHash: q("--hash")[0], NarSize: size, References: q("--references")}
 }
