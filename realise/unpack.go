@@ -58,14 +58,16 @@ func (d *Direct) fetchLocal(ctx context.Context, s *Session, plan *binarycache.P
 			}
 		}
 	}
+	reg := ls.NewRegistrar(ctx)
 	defer func() {
+		reg.Close()
 		// Whatever failed, what was verified and unpacked is kept when it
 		// can be registered, so that a retry fetches only the rest.
 		if err != nil && len(parked) > 0 {
 			// Even when interrupted, but not for long: nix-store waits
 			// for a busy database.
 			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), keepTimeout)
-			if rerr := d.register(rctx, s, parked, valid); rerr == nil {
+			if rerr := d.register(s, ls.NewRegistrar(rctx), parked, valid); rerr == nil {
 				parked = d.unregistered(parked, valid)
 			}
 			cancel()
@@ -125,7 +127,7 @@ func (d *Direct) fetchLocal(ctx context.Context, s *Session, plan *binarycache.P
 			mine = fresh
 		}
 		parked = append(parked, mine...)
-		if err := d.unpackRegistering(ctx, s, mine, &parked, valid, logf); err != nil {
+		if err := d.unpackRegistering(ctx, s, reg, mine, &parked, valid, logf); err != nil {
 			return err
 		}
 	}
@@ -144,7 +146,7 @@ const minWave = 64
 // what became registrable, so that the last transaction after the last
 // download is small: registering a 400-path closure takes nix-store about
 // 0.1 s of CPU, which the second core can do during the downloads.
-func (d *Direct) unpackRegistering(ctx context.Context, s *Session, jobs []*localJob, parked *[]*localJob, valid map[string]bool, logf func(string, ...any)) error {
+func (d *Direct) unpackRegistering(ctx context.Context, s *Session, reg *localstore.Registrar, jobs []*localJob, parked *[]*localJob, valid map[string]bool, logf func(string, ...any)) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	nudge := make(chan struct{}, 1)
@@ -164,22 +166,29 @@ func (d *Direct) unpackRegistering(ctx context.Context, s *Session, jobs []*loca
 			if err != nil {
 				return err
 			}
-			if err := d.register(ctx, s, *parked, valid); err != nil {
+			if err := d.register(s, reg, *parked, valid); err != nil {
 				return err
 			}
 			*parked = d.unregistered(*parked, valid)
 			return nil
 		case <-nudge:
-			waiting := 0
+			waiting, left := 0, 0
 			for _, j := range *parked {
 				if j.unpacked.Load() {
 					waiting++
+				} else {
+					left++
 				}
+			}
+			// The next nix-store starts ahead when a batch draws near:
+			// half a wave waiting, or the last wave's worth left.
+			if waiting >= wave/2 || left <= wave {
+				reg.Prepare()
 			}
 			if waiting < wave {
 				continue
 			}
-			if err := d.register(ctx, s, *parked, valid); err != nil {
+			if err := d.register(s, reg, *parked, valid); err != nil {
 				cancel()
 				<-unpacked
 				return err
@@ -232,7 +241,7 @@ func (d *Direct) unpackAll(ctx context.Context, s *Session, jobs []*localJob, lo
 // register makes valid, in one transaction, every unpacked job whose
 // references are valid or registered with it, and releases their locks
 // (deleting the lock files, as Nix does once a path is valid).
-func (d *Direct) register(ctx context.Context, s *Session, jobs []*localJob, valid map[string]bool) error {
+func (d *Direct) register(s *Session, reg *localstore.Registrar, jobs []*localJob, valid map[string]bool) error {
 	batch := map[string]*localJob{}
 	for _, j := range jobs {
 		if j.unpacked.Load() {
@@ -269,7 +278,7 @@ func (d *Direct) register(ctx context.Context, s *Session, jobs []*localJob, val
 		regs = append(regs, r)
 	}
 	start := time.Now()
-	if err := d.Local.Register(ctx, regs); err != nil {
+	if err := reg.Register(regs); err != nil {
 		return err
 	}
 	if s.Config.Verbose {
