@@ -50,6 +50,10 @@ type Options struct {
 	VerifyFileHash bool
 	// Logf receives notes: retries, skipped caches, fallbacks. nil: silent.
 	Logf func(format string, args ...any)
+	// ClosureIndexes are roots whose closure indexes Open asks for at the
+	// same time as nix-cache-info, which saves a round trip before a plan
+	// (ClosureIndex uses what arrived).
+	ClosureIndexes []string
 }
 
 func (o *Options) setDefaults() {
@@ -84,6 +88,34 @@ type Cache struct {
 	be            backend
 	sem           *semaphore.Weighted
 	retry         retrier
+
+	mu         sync.Mutex
+	prefetched map[string]*prefetch // by file name, taken by the first use
+}
+
+// prefetch is a small file asked for ahead of its use.
+type prefetch struct {
+	done chan struct{}
+	data []byte
+	err  error
+}
+
+// take returns the prefetched file name, waiting for it; ok is false when
+// it was not prefetched (or was taken already).
+func (c *Cache) take(ctx context.Context, name string) (data []byte, err error, ok bool) {
+	c.mu.Lock()
+	p := c.prefetched[name]
+	delete(c.prefetched, name)
+	c.mu.Unlock()
+	if p == nil {
+		return nil, nil, false
+	}
+	select {
+	case <-p.done:
+		return p.data, p.err, true
+	case <-ctx.Done():
+		return nil, ctx.Err(), true
+	}
 }
 
 // URL returns the cache's URL without parameters.
@@ -168,7 +200,26 @@ func Open(ctx context.Context, rawURL string, opts Options) (*Cache, error) {
 	if err != nil {
 		return nil, err
 	}
+	pctx, cancel := context.WithCancel(ctx)
+	c.prefetched = map[string]*prefetch{}
+	for _, root := range opts.ClosureIndexes {
+		if HashPart(root) == "" {
+			continue
+		}
+		name := ClosureIndexName(root)
+		p := &prefetch{done: make(chan struct{})}
+		c.prefetched[name] = p
+		go func() {
+			defer close(p.done)
+			p.data, p.err = c.getSmall(pctx, name, MaxClosureIndexSize, true)
+		}()
+	}
 	info, err := c.getSmall(ctx, "nix-cache-info", 64<<10, false)
+	if err != nil {
+		cancel() // not a cache we will read
+	} else {
+		context.AfterFunc(ctx, cancel)
+	}
 	if errors.Is(err, ErrNotFound) {
 		return nil, &Error{Op: "open", Cache: c.url, Err: fmt.Errorf("%w (no nix-cache-info): %w", ErrNotBinaryCache, err)}
 	}

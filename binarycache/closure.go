@@ -273,7 +273,10 @@ func (c *Cache) ClosureIndex(ctx context.Context, root string) ([]*NarInfo, erro
 	if hash == "" {
 		return nil, &Error{Op: "fetch closure index", Path: root, Cache: c.url, Err: errors.New("not a store path")}
 	}
-	data, err := c.getSmall(ctx, hash+ClosureIndexSuffix, MaxClosureIndexSize, true)
+	data, err, ok := c.take(ctx, hash+ClosureIndexSuffix)
+	if !ok {
+		data, err = c.getSmall(ctx, hash+ClosureIndexSuffix, MaxClosureIndexSize, true)
+	}
 	if err != nil {
 		return nil, &Error{Op: "fetch closure index", Path: hash, Cache: c.url, Err: err}
 	}

@@ -703,3 +703,60 @@ func syntheticClosure(t testing.TB, k SecretKey, n int) []*NarInfo {
 	slices.SortFunc(infos[1:], func(a, b *NarInfo) int { return strings.Compare(a.StorePath, b.StorePath) })
 	return infos
 }
+
+// TestOpenPrefetchesClosureIndexes: with Options.ClosureIndexes, Open asks
+// for the roots' closure indexes while it waits for nix-cache-info, and
+// Plan uses what arrived: two requests at once, none after Open. A root
+// without an index costs its one request all the same, and planning falls
+// back as without prefetching.
+func TestOpenPrefetchesClosureIndexes(t *testing.T) {
+	f, dir := uploadedCache(t)
+	srv := newServer(t, dir)
+	srv.mu.Lock()
+	srv.bodyDelay = func(string) time.Duration { return 50 * time.Millisecond }
+	srv.mu.Unlock()
+	opts := fastOpts(f.PublicKey)
+	opts.ClosureIndexes = []string{f.App}
+	c, err := Open(ctxT(t), srv.URL, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, err := Caches{c}.Plan(ctxT(t), []string{f.App}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := sorted(append(hashRequests([]string{f.App}, ClosureIndexSuffix), "GET /nix-cache-info"))
+	if got := sorted(srv.requests()); !slices.Equal(got, want) {
+		t.Errorf("requests %q\nwant %q", got, want)
+	}
+	srv.mu.Lock()
+	overlapped := srv.maxInflight >= 2
+	srv.mu.Unlock()
+	if !overlapped {
+		t.Error("the closure index was not asked for while nix-cache-info was")
+	}
+	if got, want := sorted(planPaths(plan)), closureSet(t, f.App); !slices.Equal(got, want) {
+		t.Errorf("planned %q\nwant %q", got, want)
+	}
+
+	// A cache without indexes: the prefetch finds nothing, and the plan
+	// goes level by level as it would have.
+	if err := os.Remove(filepath.Join(dir, ClosureIndexName(f.App))); err != nil {
+		t.Fatal(err)
+	}
+	srv.resetLog()
+	c, err = Open(ctxT(t), srv.URL, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, err = Caches{c}.Plan(ctxT(t), []string{f.App}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := srv.count(ClosureIndexSuffix); n != 1 {
+		t.Errorf("%d closure index requests, want 1", n)
+	}
+	if got, want := sorted(planPaths(plan)), closureSet(t, f.App); !slices.Equal(got, want) {
+		t.Errorf("planned without the index %q\nwant %q", got, want)
+	}
+}

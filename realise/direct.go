@@ -206,7 +206,7 @@ func (d *Direct) substituteShared(ctx context.Context, s *Session, cl *claims, p
 // substituteNow plans and fetches paths' closures.
 func (d *Direct) substituteNow(ctx context.Context, s *Session, paths []string) error {
 	logf := serialLog(s.Logf)
-	caches, failed, err := d.open(ctx, logf)
+	caches, failed, err := d.open(ctx, paths, logf)
 	if err != nil {
 		return err
 	}
@@ -267,9 +267,9 @@ func (d *Direct) substituteNow(ctx context.Context, s *Session, paths []string) 
 }
 
 // open returns the caches to read, and the errors of those that could not
-// be opened. The error is non-nil only when none opened and some failed
+// be opened; the roots' closure indexes are asked for at the same time. The error is non-nil only when none opened and some failed
 // transiently: retrying later may help, falling back would not.
-func (d *Direct) open(ctx context.Context, logf func(string, ...any)) (binarycache.Caches, []error, error) {
+func (d *Direct) open(ctx context.Context, roots []string, logf func(string, ...any)) (binarycache.Caches, []error, error) {
 	if len(d.Caches) > 0 {
 		return d.Caches, nil, nil
 	}
@@ -280,6 +280,8 @@ func (d *Direct) open(ctx context.Context, logf func(string, ...any)) (binarycac
 	if opts.Logf == nil {
 		opts.Logf = logf
 	}
+	// The plan's first requests go out with nix-cache-info's.
+	opts.ClosureIndexes = roots
 	caches, err := binarycache.OpenAll(ctx, d.URLs, opts)
 	var failed []error
 	if err != nil {
