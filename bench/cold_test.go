@@ -66,12 +66,14 @@ func BenchmarkColdStart(b *testing.B) {
 			nixStore := func(extra ...string) func() sample {
 				return func() sample {
 					node := testnode.NewNode(b, testnode.NodeOptions{Substituters: []string{cache.URL}, TrustedPublicKeys: []string{cache.PublicKey}})
+					defer node.Discard(b)
 					return timed(b, node.Command("nix-store", append([]string{"-r", fx.Root}, extra...)...))
 				}
 			}
 			nixInitRun := func(c *testnode.Cache, conf string, extra ...string) func() sample {
 				return func() sample {
 					node := testnode.NewNode(b, testnode.NodeOptions{ExtraConf: conf})
+					defer node.Discard(b)
 					report := filepath.Join(b.TempDir(), "report.json")
 					args := append([]string{"--store", node.StoreURI(), "--substituter", c.URL,
 						"--trusted-public-key", c.PublicKey, "--gc-root-dir", filepath.Join(node.Dir, "gc"),
@@ -174,6 +176,7 @@ func concurrentRun(b *testing.B, bin string, cache *testnode.Cache, root string,
 	// daemon to wait for the GC lock (which 32 runs would take in turn).
 	node := testnode.NewNode(b, testnode.NodeOptions{Substituters: []string{cache.URL}, TrustedPublicKeys: []string{cache.PublicKey}, SocketInStateDir: true})
 	node.StartDaemon(b)
+	defer node.Discard(b)
 	var cmds []*exec.Cmd
 	for i := 0; i < n; i++ {
 		sb := testnode.NewSandbox(b, node)

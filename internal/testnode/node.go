@@ -126,6 +126,17 @@ experimental-features = nix-command
 	return n
 }
 
+// Discard stops the node's daemon and removes the node now rather than
+// when the test ends: a benchmark that makes a node per run would
+// otherwise keep every node's store until its end.
+func (n *Node) Discard(t testing.TB) {
+	t.Helper()
+	n.StopDaemon()
+	if err := removeTree(n.Dir); err != nil {
+		t.Errorf("testnode: removing %s: %v", n.Dir, err)
+	}
+}
+
 // StoreURI is the node's store for `--store` / NIX_REMOTE when bypassing the
 // daemon: the chroot root directory.
 func (n *Node) StoreURI() string { return n.Root }
