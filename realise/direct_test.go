@@ -1077,6 +1077,41 @@ func TestDirectUnpack(t *testing.T) {
 		checkNoGarbage(t, w)
 	})
 
+	t.Run("reference collected meanwhile", func(t *testing.T) {
+		t.Parallel()
+		cache := testnode.NewCache(t, testnode.CacheOptions{}, fx.Root)
+		w, d := unpackCase(t, cache)
+		// The leaf is valid when the plan is made, so it is not planned;
+		// a GC takes it while the rest downloads. Registering its
+		// referrers then fails, and planning again heals it.
+		w.node.Copy(t, leaf)
+		cache.StallBodyMatching("/nar/", time.Second)
+		type result struct {
+			rep *Report
+			err error
+		}
+		done := make(chan result, 1)
+		go func() {
+			rep, err := w.realise(t, d, 30*time.Second, app)
+			done <- result{rep, err}
+		}()
+		deadline := time.Now().Add(15 * time.Second)
+		for cache.Count("/nar/") == 0 && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		w.node.NixStore(t, "--delete", leaf)
+		cache.StallBody(0)
+		r := <-done
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		if r.rep.Retries == 0 {
+			t.Errorf("no retry: the collected reference did not make the first attempt fail")
+		}
+		checkStore(t, w.node, fx.Closure)
+		checkNoGarbage(t, w)
+	})
+
 	t.Run("path locked by another process", func(t *testing.T) {
 		t.Parallel()
 		cache := testnode.NewCache(t, testnode.CacheOptions{}, fx.Root)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -279,6 +280,11 @@ func (d *Direct) register(s *Session, reg *localstore.Registrar, jobs []*localJo
 	}
 	start := time.Now()
 	if err := reg.Register(regs); err != nil {
+		if strings.Contains(err.Error(), "is not valid") {
+			// A reference that was valid when the plan was made has been
+			// collected since: planning again fetches it.
+			return &DiagnosedError{Err: err, Cause: "a reference was garbage-collected during the run", Heal: true}
+		}
 		return err
 	}
 	if s.Config.Verbose {
