@@ -56,9 +56,9 @@ func (s *Store) RealPath(storePath string) string {
 // It runs `nix-store --load-db`, which registers what it reads without
 // touching the files (they are already canonical, and Nix's
 // --register-validity would canonicalise the logical /nix/store path even
-// for a chroot store). The store keeps no signatures for these paths: they
-// were checked here, and a store that trusts its owner records none for
-// the paths its owner adds.
+// for a chroot store). Its input has no place for signatures or a content
+// address: a caller that has signatures adds them afterwards (the daemon
+// protocol's AddSignatures).
 func (s *Store) Register(ctx context.Context, regs []Registration) error {
 	if len(regs) == 0 {
 		return nil

@@ -1007,6 +1007,22 @@ func TestDirectUnpack(t *testing.T) {
 		if w.connects.Load() != 1 {
 			t.Errorf("%d store connections, want 1", w.connects.Load())
 		}
+		// The store keeps the cache's signatures, as after Nix's own
+		// substitution.
+		conn, err := w.connect(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		for _, p := range fx.Closure {
+			info, err := conn.QueryPathInfo(context.Background(), p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(info.Sigs) != 1 || !strings.HasPrefix(info.Sigs[0], cache.KeyName+":") {
+				t.Errorf("%s: signatures %q, want the cache's", p, info.Sigs)
+			}
+		}
 	})
 
 	t.Run("transient faults", func(t *testing.T) {

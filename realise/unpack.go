@@ -287,6 +287,17 @@ func (d *Direct) register(s *Session, reg *localstore.Registrar, jobs []*localJo
 		}
 		return err
 	}
+	// The store keeps the caches' signatures of what it substitutes:
+	// these paths keep theirs too (the child daemon trusts us).
+	sigs := make(map[string][]string, len(regs))
+	for _, r := range regs {
+		if ss := batch[r.Path].pp.Info.Sigs; len(ss) > 0 {
+			sigs[r.Path] = ss
+		}
+	}
+	if err := s.Conn.AddSignatures(context.Background(), sigs); err != nil {
+		return fmt.Errorf("record the signatures of %d registered paths: %w", len(sigs), err)
+	}
 	if s.Config.Verbose {
 		s.Logf("registered %d paths in %s in %.3fs", len(regs), d.Local.Dir, time.Since(start).Seconds())
 	}

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"slices"
 )
 
 // Op codes (nix-reference 1.5).
@@ -20,6 +21,7 @@ const (
 	opQueryPathInfo               opCode = 26
 	opQuerySubstitutablePathInfos opCode = 30
 	opQueryValidPaths             opCode = 31
+	opAddSignatures               opCode = 37
 	opNarFromPath                 opCode = 38
 	opAddToStoreNar               opCode = 39
 	opQueryMissing                opCode = 40
@@ -258,28 +260,55 @@ func (c *Conn) AddTempRoot(ctx context.Context, path string) error {
 	return c.pathOp(ctx, "AddTempRoot", opAddTempRoot, path)
 }
 
-// pipelineDepth bounds the requests AddTempRoots sends before reading
-// their replies, so that neither side can block writing into a full
-// socket buffer while the other is writing too.
-const pipelineDepth = 256
-
 // AddTempRoots is AddTempRoot for many paths, pipelined: requests go out
 // in batches without waiting for each reply. A cold closure's hundreds of
 // temp roots cost one round trip per batch instead of one per path, which
 // matters most when many runs share a busy daemon. An error leaves the
 // connection unusable (later replies would be misread).
 func (c *Conn) AddTempRoots(ctx context.Context, paths []string) error {
-	const op = "AddTempRoot"
 	if err := validatePaths(paths); err != nil {
-		return c.opError(op, "", err)
+		return c.opError("AddTempRoot", "", err)
 	}
+	return c.pipeline(ctx, "AddTempRoot", paths, func(e *encoder, path string) {
+		e.u64(uint64(opAddTempRoot))
+		e.str(path)
+	})
+}
+
+// AddSignatures records signatures of valid paths (trusted clients only),
+// pipelined like AddTempRoots: sigs[path] are "keyname:base64" strings.
+// Nix keeps the signatures of the paths it substitutes; a path that
+// reached the store another way can be given them afterwards.
+func (c *Conn) AddSignatures(ctx context.Context, sigs map[string][]string) error {
+	paths := make([]string, 0, len(sigs))
+	for p := range sigs {
+		paths = append(paths, p)
+	}
+	slices.Sort(paths)
+	if err := validatePaths(paths); err != nil {
+		return c.opError("AddSignatures", "", err)
+	}
+	return c.pipeline(ctx, "AddSignatures", paths, func(e *encoder, path string) {
+		e.u64(uint64(opAddSignatures))
+		e.str(path)
+		e.strs(sigs[path])
+	})
+}
+
+// pipelineDepth bounds the requests a pipeline sends before reading their
+// replies, so that neither side can block writing into a full socket
+// buffer while the other is writing too.
+const pipelineDepth = 256
+
+// pipeline sends one request per path, written by write, in batches of
+// pipelineDepth, and reads their replies (each a u64 1) in order.
+func (c *Conn) pipeline(ctx context.Context, op string, paths []string, write func(e *encoder, path string)) error {
 	return c.call(ctx, op, describe(paths), func() error {
 		for len(paths) > 0 {
 			batch := paths[:min(len(paths), pipelineDepth)]
 			paths = paths[len(batch):]
 			for _, p := range batch {
-				c.enc.u64(uint64(opAddTempRoot))
-				c.enc.str(p)
+				write(&c.enc, p)
 			}
 			if err := c.flush(); err != nil {
 				return err
@@ -287,7 +316,7 @@ func (c *Conn) AddTempRoots(ctx context.Context, paths []string) error {
 			for i := range batch {
 				if err := c.stderrLoop(nil, nil); err != nil {
 					if i < len(batch)-1 {
-						c.setBroken(fmt.Errorf("AddTempRoot of %s failed with %d replies pending: %w", batch[i], len(batch)-1-i, err))
+						c.setBroken(fmt.Errorf("%s of %s failed with %d replies pending: %w", op, batch[i], len(batch)-1-i, err))
 					}
 					return err
 				}

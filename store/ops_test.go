@@ -364,3 +364,16 @@ func TestAddTempRootsErrorMidPipeline(t *testing.T) {
 		t.Errorf("the connection is still used after a failed pipeline: %v", err)
 	}
 }
+
+// TestAddSignaturesBytes: op 37, the path, its signatures; pipelined in
+// path order like AddTempRoots.
+func TestAddSignaturesBytes(t *testing.T) {
+	c := fake(t, 0x122, func(p *peer) {
+		p.expect("AddSignatures twice", wb(nil).u64(37).str(pathA).strs("k-1:c2ln").u64(37).str(pathB).strs("k-1:YQ==", "k-2:Yg=="))
+		p.send(wb(nil).last().u64(1).last().u64(1))
+	})
+	err := c.AddSignatures(ctxT(t), map[string][]string{pathB: {"k-1:YQ==", "k-2:Yg=="}, pathA: {"k-1:c2ln"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
