@@ -68,12 +68,12 @@ func (d *Direct) fetchLocal(ctx context.Context, s *Session, plan *binarycache.P
 			// Even when interrupted, but not for long: nix-store waits
 			// for a busy database.
 			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), keepTimeout)
-			if rerr := d.register(s, ls.NewRegistrar(rctx), parked, valid); rerr == nil {
+			if rerr := d.register(rctx, s, ls.NewRegistrar(rctx), parked, valid); rerr == nil {
 				parked = d.unregistered(parked, valid)
 			}
 			cancel()
 		}
-		for _, j := range parked {
+		for _, j := range d.unregistered(parked, valid) { // never a valid path
 			if rerr := localstore.RemoveAll(ls.RealPath(j.pp.Path)); rerr != nil {
 				logf("cannot remove the unregistered %s: %v", ls.RealPath(j.pp.Path), rerr)
 			}
@@ -167,7 +167,7 @@ func (d *Direct) unpackRegistering(ctx context.Context, s *Session, reg *localst
 			if err != nil {
 				return err
 			}
-			if err := d.register(s, reg, *parked, valid); err != nil {
+			if err := d.register(ctx, s, reg, *parked, valid); err != nil {
 				return err
 			}
 			*parked = d.unregistered(*parked, valid)
@@ -189,7 +189,7 @@ func (d *Direct) unpackRegistering(ctx context.Context, s *Session, reg *localst
 			if waiting < wave {
 				continue
 			}
-			if err := d.register(s, reg, *parked, valid); err != nil {
+			if err := d.register(ctx, s, reg, *parked, valid); err != nil {
 				cancel()
 				<-unpacked
 				return err
@@ -242,10 +242,10 @@ func (d *Direct) unpackAll(ctx context.Context, s *Session, jobs []*localJob, lo
 // register makes valid, in one transaction, every unpacked job whose
 // references are valid or registered with it, and releases their locks
 // (deleting the lock files, as Nix does once a path is valid).
-func (d *Direct) register(s *Session, reg *localstore.Registrar, jobs []*localJob, valid map[string]bool) error {
+func (d *Direct) register(ctx context.Context, s *Session, reg *localstore.Registrar, jobs []*localJob, valid map[string]bool) error {
 	batch := map[string]*localJob{}
 	for _, j := range jobs {
-		if j.unpacked.Load() {
+		if j.unpacked.Load() && !valid[j.pp.Path] {
 			batch[j.pp.Path] = j
 		}
 	}
@@ -287,23 +287,24 @@ func (d *Direct) register(s *Session, reg *localstore.Registrar, jobs []*localJo
 		}
 		return err
 	}
+	for _, r := range regs {
+		valid[r.Path] = true
+		batch[r.Path].lock.Unlock(true)
+	}
 	// The store keeps the caches' signatures of what it substitutes:
-	// these paths keep theirs too (the child daemon trusts us).
+	// these paths keep theirs too (the child daemon trusts us). They are
+	// valid either way: a failure here is only worth a warning.
 	sigs := make(map[string][]string, len(regs))
 	for _, r := range regs {
 		if ss := batch[r.Path].pp.Info.Sigs; len(ss) > 0 {
 			sigs[r.Path] = ss
 		}
 	}
-	if err := s.Conn.AddSignatures(context.Background(), sigs); err != nil {
-		return fmt.Errorf("record the signatures of %d registered paths: %w", len(sigs), err)
+	if err := s.Conn.AddSignatures(ctx, sigs); err != nil {
+		s.Logf("warning: cannot record the caches' signatures of %d paths: %v", len(sigs), err)
 	}
 	if s.Config.Verbose {
 		s.Logf("registered %d paths in %s in %.3fs", len(regs), d.Local.Dir, time.Since(start).Seconds())
-	}
-	for _, r := range regs {
-		valid[r.Path] = true
-		batch[r.Path].lock.Unlock(true)
 	}
 	return nil
 }
