@@ -146,9 +146,13 @@ func (d *Direct) substituteShared(ctx context.Context, s *Session, cl *claims, p
 		var mine, others []string
 		var held []*claim
 		for _, p := range paths {
+			if noWait[p] {
+				mine = append(mine, p)
+				continue
+			}
 			c, err := cl.try(rootKey(p))
 			switch {
-			case err != nil || noWait[p]:
+			case err != nil:
 				mine = append(mine, p)
 			case c != nil:
 				mine = append(mine, p)
