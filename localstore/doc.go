@@ -9,7 +9,7 @@
 //   - Unpack restores a NAR at a path's real location in canonical form
 //     (files 0444 or 0555, directories 0555, every mtime 1), removing what
 //     an interrupted import left there first and what it wrote on error;
-//   - Register makes unpacked paths valid in one transaction, through
+//   - a Registrar makes unpacked paths valid a batch per transaction, through
 //     `nix-store --load-db` (the store's SQLite database is Nix's to write).
 //
 // It trusts its callers for the content: a path may be registered only

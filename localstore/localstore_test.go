@@ -262,7 +262,7 @@ func TestRegister(t *testing.T) {
 		}
 		regs = append(regs, hostRegistration(t, p))
 	}
-	if err := ls.Register(context.Background(), regs); err != nil {
+	if err := ls.NewRegistrar(context.Background()).Register(regs); err != nil {
 		t.Fatal(err)
 	}
 	if bad := node.Invalid(t, fx.Closure...); len(bad) > 0 {
@@ -284,7 +284,7 @@ func TestRegister(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = ls.Register(context.Background(), []Registration{{Path: top, NarHash: strings.TrimSpace(string(out)), NarSize: 1, References: fx2.Closure[:1]}})
+	err = ls.NewRegistrar(context.Background()).Register([]Registration{{Path: top, NarHash: strings.TrimSpace(string(out)), NarSize: 1, References: fx2.Closure[:1]}})
 	if err == nil || !strings.Contains(err.Error(), "--load-db") {
 		t.Fatalf("registered a path whose reference is missing: %v", err)
 	}

@@ -49,31 +49,10 @@ func (s *Store) RealPath(storePath string) string {
 	return filepath.Join(s.Dir, filepath.Base(storePath))
 }
 
-// Register makes paths valid, in one transaction: all of them or none.
-// Each must have been unpacked with Unpack from a NAR whose hash is its
-// NarHash, and be locked by the caller.
-//
-// It runs `nix-store --load-db`, which registers what it reads without
-// touching the files (they are already canonical, and Nix's
-// --register-validity would canonicalise the logical /nix/store path even
-// for a chroot store). Its input has no place for signatures or a content
-// address: a caller that has signatures adds them afterwards (the daemon
-// protocol's AddSignatures).
-func (s *Store) Register(ctx context.Context, regs []Registration) error {
-	if len(regs) == 0 {
-		return nil
-	}
-	l, err := s.startLoadDB(ctx)
-	if err != nil {
-		return err
-	}
-	return l.finish(regs)
-}
-
 // A Registrar registers batches of paths one after another, each in its
-// own transaction (see Register). Prepare starts the next batch's
-// nix-store ahead of time, so that its start (about 20 ms, the same C++
-// binary as every Nix command) overlaps the wait for the batch.
+// own transaction. Prepare starts the next batch's nix-store ahead of
+// time, so that its start (about 20 ms, the same C++ binary as every Nix
+// command) overlaps the wait for the batch.
 type Registrar struct {
 	s     *Store
 	ctx   context.Context
@@ -93,8 +72,16 @@ func (r *Registrar) Prepare() {
 	}
 }
 
-// Register makes regs valid in one transaction, as Store.Register does,
-// through the prepared process if there is one.
+// Register makes regs valid in one transaction: all of them or none, through
+// the prepared process if there is one. Each must have been unpacked with
+// Unpack from a NAR whose hash is its NarHash, and be locked by the caller.
+//
+// It runs `nix-store --load-db`, which registers what it reads without
+// touching the files (they are already canonical, and Nix's
+// --register-validity would canonicalise the logical /nix/store path even
+// for a chroot store). Its input has no place for signatures or a content
+// address: a caller that has signatures adds them afterwards (the daemon
+// protocol's AddSignatures).
 func (r *Registrar) Register(regs []Registration) error {
 	if len(regs) == 0 {
 		return nil
