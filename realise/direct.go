@@ -104,8 +104,8 @@ type Direct struct {
 	Fallback Substituter
 	// Local, when set, is the store the session's connection serves,
 	// owned by this process (single-user Nix): NARs are unpacked straight
-	// into it and registered in one transaction (see fetchLocal) instead
-	// of imported one by one through the child nix-daemon.
+	// into it and registered a batch per transaction (see fetchLocal)
+	// instead of imported one by one through the child nix-daemon.
 	Local *localstore.Store
 	// NoClaims turns off the sharing of work with other nix-init runs on
 	// the node (see claims).
@@ -188,10 +188,7 @@ func (d *Direct) substituteShared(ctx context.Context, s *Session, cl *claims, p
 			return fmt.Errorf("check the roots other nix-init runs realised: %w", err)
 		}
 		byOthers += len(valid)
-		isValid := make(map[string]bool, len(valid))
-		for _, v := range valid {
-			isValid[v] = true
-		}
+		isValid := pathSet(valid)
 		paths = nil
 		for i, p := range others {
 			if !isValid[p] {
@@ -271,8 +268,9 @@ func (d *Direct) substituteNow(ctx context.Context, s *Session, paths []string) 
 }
 
 // open returns the caches to read, and the errors of those that could not
-// be opened; the roots' closure indexes are asked for at the same time. The error is non-nil only when none opened and some failed
-// transiently: retrying later may help, falling back would not.
+// be opened; the roots' closure indexes are asked for at the same time.
+// The error is non-nil only when none opened and some failed transiently:
+// retrying later may help, falling back would not.
 func (d *Direct) open(ctx context.Context, roots []string, logf func(string, ...any)) (binarycache.Caches, []error, error) {
 	if len(d.Caches) > 0 {
 		return d.Caches, nil, nil
@@ -969,11 +967,7 @@ func (p *connPool) validPaths(ctx context.Context, paths []string) (map[string]b
 	if err != nil {
 		return nil, err
 	}
-	set := make(map[string]bool, len(valid))
-	for _, v := range valid {
-		set[v] = true
-	}
-	return set, nil
+	return pathSet(valid), nil
 }
 
 // daemonLog passes on what the daemon says on an extra connection as the

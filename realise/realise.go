@@ -250,10 +250,7 @@ func realiseOn(ctx context.Context, conn *store.Conn, cfg *Config, roots []Root,
 			return &NotFoundError{Paths: still, Caches: cfg.Substituters}
 		}
 	}
-	validSet := map[string]bool{}
-	for _, p := range valid {
-		validSet[p] = true
-	}
+	validSet := pathSet(valid)
 	for i, r := range roots {
 		link, err := gcroots.Add(ctx, conn, cfg.GCRootDir, r.Name, r.Path)
 		if err != nil {
@@ -363,10 +360,7 @@ func uniquePaths(roots []Root) []string {
 }
 
 func difference(all, remove []string) []string {
-	rm := make(map[string]bool, len(remove))
-	for _, p := range remove {
-		rm[p] = true
-	}
+	rm := pathSet(remove)
 	var out []string
 	for _, p := range all {
 		if !rm[p] {
@@ -374,4 +368,13 @@ func difference(all, remove []string) []string {
 		}
 	}
 	return out
+}
+
+// pathSet is paths as a set.
+func pathSet(paths []string) map[string]bool {
+	set := make(map[string]bool, len(paths))
+	for _, p := range paths {
+		set[p] = true
+	}
+	return set
 }
