@@ -43,7 +43,7 @@ func (o *storeOptions) addFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&o.jobs, "jobs", 16, "paths substituted in parallel")
 	fs.IntVar(&o.imports, "imports", realise.DefaultDirectImports, "store connections importing fetched paths in parallel (direct substitution)")
 	fs.StringVar(&o.gcRootDir, "gc-root-dir", ".gc", "directory of the GC root links")
-	fs.BoolVar(&o.unpack, "unpack", true, "single-user mode, direct substitution: unpack fetched paths straight into the store and register them in one transaction (nix-store --load-db) instead of importing each through nix-daemon")
+	fs.BoolVar(&o.unpack, "unpack", true, "single-user mode, direct substitution: unpack fetched paths straight into the store and register them a batch per transaction (nix-store --load-db) instead of importing each through nix-daemon")
 	fs.StringVar(&o.via, "via", "auto", "how to substitute: direct (fetch NARs from the caches ourselves, in parallel, verified), daemon (let the store substitute), auto (direct when substituters are known and signatures required)")
 }
 
@@ -221,8 +221,8 @@ func downloadAttempts(conf *nixconf.Config) int {
 }
 
 // localStore is the store to unpack into in single-user mode (--unpack),
-// or nil: in daemon mode, or when nix.conf asks for auto-optimise-store (which Nix does at import, and an
-// unpacked path would miss).
+// or nil: in daemon mode, or when nix.conf asks for auto-optimise-store
+// (which Nix does at import, and an unpacked path would miss).
 func (o *storeOptions) localStore(st *settings) (*localstore.Store, error) {
 	if !o.unpack || st.location.Mode != store.Local {
 		return nil, nil
