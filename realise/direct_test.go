@@ -980,7 +980,7 @@ func checkNoGarbage(t *testing.T, w *directWorld) {
 }
 
 // TestDirectUnpack: in single-user mode, NARs are unpacked straight into
-// the store and registered in one transaction; the store verifies, faults
+// the store and registered a batch per transaction; the store verifies, faults
 // leave nothing unverified behind, and Nix's path locks are honoured.
 func TestDirectUnpack(t *testing.T) {
 	t.Parallel()
