@@ -28,7 +28,7 @@ import (
 //	nix-store-tuned    nix-store -r --option max-jobs 64 --option http-connections 64
 //	nix-init           nix-init at its defaults (--jobs 16; http-connections 25,
 //	                   Nix's default), single-user like the nix-store runs: it
-//	                   unpacks into the store and registers in one transaction
+//	                   unpacks into the store and registers a batch per transaction
 //	nix-init-tuned     the same tuning as nix-store-tuned: --jobs 64 and
 //	                   http-connections = 64
 //	nix-init-import    nix-init --unpack=false: each path imported through the
