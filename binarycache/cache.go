@@ -164,7 +164,7 @@ func parseCacheURL(raw string) (*cacheURL, error) {
 		}
 		u.Host = ""
 	default:
-		return nil, fmt.Errorf("cache URL %q: unsupported scheme (want http, https or file)", raw)
+		return nil, fmt.Errorf("cache URL %q: %w (want http, https or file)", raw, ErrUnsupported)
 	}
 	cu := &cacheURL{params: u.Query()}
 	if v := cu.params.Get("priority"); v != "" {

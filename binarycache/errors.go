@@ -27,6 +27,10 @@ var (
 	// ErrBadNarInfo: a narinfo that does not parse, lacks a required field,
 	// or is not for the store path that was asked for.
 	ErrBadNarInfo = errors.New("invalid narinfo")
+	// ErrUnsupported: a substituter this package cannot speak to at all (a
+	// store type such as s3:// or ssh://); the only failure after which a
+	// caller may hand the work to the daemon, which may speak it.
+	ErrUnsupported = errors.New("unsupported store type")
 	// ErrNotBinaryCache: the URL has no nix-cache-info.
 	ErrNotBinaryCache = errors.New("does not appear to be a binary cache")
 	// ErrStalled: no bytes arrived for the stall timeout.
