@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -243,8 +244,11 @@ func startDaemon(t *testing.T, store string) daemon {
 		}
 	})
 	deadline := time.Now().Add(15 * time.Second)
+	// The socket file appears at bind(), before listen(): wait for a
+	// connection to be accepted, not for the file.
 	for {
-		if _, err := os.Stat(sock); err == nil {
+		if c, err := net.Dial("unix", sock); err == nil {
+			c.Close()
 			break
 		}
 		select {
