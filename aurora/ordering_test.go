@@ -2,7 +2,9 @@ package aurora
 
 import (
 	"encoding/json"
+	"fmt"
 	"testing"
+	"time"
 )
 
 // planJob is a job whose task has the given processes and constraints.
@@ -83,5 +85,80 @@ func TestCheckPlan(t *testing.T) {
 	if ps := checkPlan(procs, orders, []string{"o0", "o1"}, "c"); len(ps) != 0 {
 		data, _ := json.Marshal(ps)
 		t.Errorf("the init layout of nix-aurora: %s", data)
+	}
+}
+
+// largePlan is a job of n processes p0..p(n-1) whose constraints are
+// shaped by kind: "chain" orders them all in one list, "wide" orders p0
+// before each other process in its own list, "cycle" is the chain closed by
+// a last list ordering p(n-1) before p0.
+func largePlan(tb testing.TB, n int, kind string) []byte {
+	tb.Helper()
+	type process struct {
+		Name    string `json:"name"`
+		Cmdline string `json:"cmdline"`
+	}
+	type constraint struct {
+		Order []string `json:"order"`
+	}
+	procs := make([]process, n)
+	names := make([]string, n)
+	for i := range procs {
+		names[i] = fmt.Sprintf("p%d", i)
+		procs[i] = process{names[i], "true"}
+	}
+	var cs []constraint
+	switch kind {
+	case "chain":
+		cs = []constraint{{names}}
+	case "wide":
+		for _, name := range names[1:] {
+			cs = append(cs, constraint{[]string{names[0], name}})
+		}
+	case "cycle":
+		cs = []constraint{{names}, {[]string{names[n-1], names[0]}}}
+	default:
+		tb.Fatalf("no plan shape %q", kind)
+	}
+	p, err := json.Marshal(map[string]any{"name": "web", "task": map[string]any{"name": "web", "processes": procs, "constraints": cs}})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return patched(tb, string(p))
+}
+
+// The ordering check is near-linear: 20k processes in a chain, a fan and a
+// cycle validate in well under a second each (see BenchmarkValidateLargePlan).
+// The bound is generous for the race detector and a busy machine; Thermos'
+// repeated passes took minutes here.
+func TestOrderingLargePlans(t *testing.T) {
+	for _, kind := range []string{"chain", "wide", "cycle"} {
+		t.Run(kind, func(t *testing.T) {
+			data := largePlan(t, 20000, kind)
+			start := time.Now()
+			_, err := ValidateDocument(data)
+			if elapsed := time.Since(start); elapsed > 20*time.Second {
+				t.Errorf("validating 20000 processes took %s", elapsed)
+			}
+			if kind == "cycle" {
+				if err == nil {
+					t.Fatal("Validate accepted a cycle")
+				}
+				wantProblems(t, problemsOf(t, err, ErrClient), p("task.constraints", "Cycles detected in the task schedule!"))
+			} else if err != nil {
+				t.Error(err)
+			}
+		})
+	}
+}
+
+func BenchmarkValidateLargePlan(b *testing.B) {
+	for _, kind := range []string{"chain", "wide", "cycle"} {
+		b.Run(kind, func(b *testing.B) {
+			data := largePlan(b, 20000, kind)
+			for b.Loop() {
+				ValidateDocument(data)
+			}
+		})
 	}
 }
