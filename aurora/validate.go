@@ -3,6 +3,7 @@ package aurora
 import (
 	"fmt"
 	"math"
+	"math/big"
 	"reflect"
 	"sort"
 	"strings"
@@ -255,7 +256,8 @@ func (v *validator) updateConfig() {
 	if maxFailures >= size {
 		v.ps.add(v.at("update_config.max_total_failures"),
 			"max_total_failures in update_config must be lesser than the job size. "+
-				"Based on your job size (%d) you should use max_total_failures <= %d.", size, size-1)
+				"Based on your job size (%d) you should use max_total_failures <= %s.",
+			size, new(big.Int).Sub(big.NewInt(size), big.NewInt(1))) // exact where size-1 would wrap
 	}
 	if v.dedicated() {
 		if threshold := int64(math.Floor(float64(size) * 0.02)); maxFailures < threshold {
