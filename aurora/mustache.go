@@ -26,6 +26,7 @@ type node struct {
 	kind      nodeKind
 	typ       string           // struct: pystachio's class name
 	fields    map[string]*node // struct: attributes present or defaulted
+	names     []string         // struct: the keys of fields, sorted (by walk)
 	elems     []*node          // list
 	entries   map[string]*node // map: values
 	keys      []*node          // map: keys, as string leaves
@@ -102,12 +103,14 @@ func (n *node) walk(fn func(*node)) {
 	fn(n)
 	switch n.kind {
 	case structNode:
-		names := make([]string, 0, len(n.fields))
-		for k := range n.fields {
-			names = append(names, k)
+		if n.names == nil { // sorted once: a job is walked several times
+			n.names = make([]string, 0, len(n.fields))
+			for k := range n.fields {
+				n.names = append(n.names, k)
+			}
+			sort.Strings(n.names)
 		}
-		sort.Strings(names)
-		for _, k := range names {
+		for _, k := range n.names {
 			n.fields[k].walk(fn)
 		}
 	case listNode:

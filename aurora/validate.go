@@ -16,7 +16,8 @@ import (
 // paths relative to the job and Aurora's own messages. Rules of the
 // scheduler are in ValidateScheduler.
 func (j Job) Validate() error {
-	return newError(ErrClient, validateJob(&j, ""))
+	ps, _ := validateJob(&j, "")
+	return newError(ErrClient, ps)
 }
 
 // Validate checks every job of the document as Job.Validate does, with
@@ -26,8 +27,8 @@ func (d *Document) Validate() error {
 	keys := map[string]int{}
 	for i := range d.Jobs {
 		prefix := d.prefix(i)
-		all = append(all, validateJob(&d.Jobs[i], prefix)...)
-		key := d.Jobs[i].Key()
+		ps, key := validateJob(&d.Jobs[i], prefix)
+		all = append(all, ps...)
 		if first, dup := keys[key]; dup && d.List {
 			all = append(all, Problem{Path: prefix, Message: fmt.Sprintf(
 				"Multiple jobs match, please disambiguate by specifying a job key. (%s is also jobs[%d])", key, first)})
@@ -65,7 +66,9 @@ type validator struct {
 	byPath map[string]*node
 }
 
-func validateJob(j *Job, prefix string) []Problem {
+// validateJob returns the job's problems and its key (Job.Key, from the
+// analysis validation made anyway).
+func validateJob(j *Job, prefix string) ([]Problem, string) {
 	v := &validator{j: j, d: j.Defaults(), a: analyze(j, prefix), prefix: prefix, byPath: map[string]*node{}}
 	v.a.root.walk(func(n *node) {
 		if _, ok := v.byPath[n.path]; !ok { // a map key shares its value's path
@@ -85,7 +88,7 @@ func validateJob(j *Job, prefix string) []Problem {
 	v.mustache()
 	v.processes()
 	v.plan()
-	return v.ps.list
+	return v.ps.list, v.a.key()
 }
 
 // at is the document path of a path relative to the job.
