@@ -69,7 +69,10 @@ type validator struct {
 // validateJob returns the job's problems and its key (Job.Key, from the
 // analysis validation made anyway).
 func validateJob(j *Job, prefix string) ([]Problem, string) {
-	v := &validator{j: j, d: j.Defaults(), a: analyze(j, prefix), prefix: prefix, byPath: map[string]*node{}}
+	a := analyze(j, prefix)
+	nodes := 0
+	a.root.walk(func(*node) { nodes++ }) // sized once: 20k processes are 200k nodes
+	v := &validator{j: j, d: j.Defaults(), a: a, prefix: prefix, byPath: make(map[string]*node, nodes)}
 	v.a.root.walk(func(n *node) {
 		if _, ok := v.byPath[n.path]; !ok { // a map key shares its value's path
 			v.byPath[n.path] = n
