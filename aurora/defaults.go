@@ -88,9 +88,15 @@ func descend(fv reflect.Value) {
 }
 
 // defaultValue decodes a default tag into a new value of type t, with the
-// defaults below it applied. Each tag is decoded once (a job has a few per
-// process, and jobs have thousands of processes); callers get a deep copy.
+// defaults below it applied.
 func defaultValue(t reflect.Type, def string) reflect.Value {
+	return deepCopy(defaultProto(t, def))
+}
+
+// defaultProto is defaultValue shared, for readers only: each tag is
+// decoded once (a job has a few per process, and jobs have thousands of
+// processes).
+func defaultProto(t reflect.Type, def string) reflect.Value {
 	key := defaultKey{t, def}
 	proto, ok := defaultCache.Load(key)
 	if !ok {
@@ -101,7 +107,7 @@ func defaultValue(t reflect.Type, def string) reflect.Value {
 		descend(p.Elem())
 		proto, _ = defaultCache.LoadOrStore(key, p.Elem())
 	}
-	return deepCopy(proto.(reflect.Value))
+	return proto.(reflect.Value)
 }
 
 type defaultKey struct {
@@ -109,4 +115,4 @@ type defaultKey struct {
 	def string
 }
 
-var defaultCache sync.Map // defaultKey → reflect.Value, never handed out
+var defaultCache sync.Map // defaultKey → reflect.Value, never changed
