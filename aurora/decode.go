@@ -248,22 +248,56 @@ func decodeValue(v any, rv reflect.Value, path string, ps *problems) {
 
 // parseInteger accepts a JSON number with an integral value that fits an
 // int64 (2, 2.0 and 2e3 alike, as Python's int() would); it rejects 2.5
-// rather than truncate it as pystachio does.
+// rather than truncate it as pystachio does. It works on the decimal digits,
+// never through float64, which would round 2^53+1 to 2^53 and
+// -9223372036854775809 to the smallest int64.
 func parseInteger(n json.Number) (int64, error) {
-	if i, err := strconv.ParseInt(string(n), 10, 64); err == nil {
+	s := string(n)
+	if i, err := strconv.ParseInt(s, 10, 64); err == nil {
 		return i, nil
 	}
-	f, err := strconv.ParseFloat(string(n), 64)
-	if err != nil || math.IsInf(f, 0) {
-		return 0, fmt.Errorf("%s (out of range)", n)
+	neg := strings.HasPrefix(s, "-")
+	s = strings.TrimPrefix(s, "-")
+	mantissa, exp, hasExp := strings.Cut(strings.ToLower(s), "e")
+	whole, frac, _ := strings.Cut(mantissa, ".")
+	digits := strings.TrimLeft(whole+frac, "0")
+	// The value is digits × 10^shift; trailing zeros move into shift.
+	trimmed := strings.TrimRight(digits, "0")
+	shift := int64(len(digits)-len(trimmed)) - int64(len(frac))
+	digits = trimmed
+	if hasExp {
+		e, err := strconv.ParseInt(exp, 10, 64)
+		if err != nil && !errors.Is(err, strconv.ErrRange) {
+			return 0, fmt.Errorf("%s (not a number)", n)
+		}
+		// An exponent beyond int64 saturates, and so does the sum: either
+		// way the value is far out of range, or far from whole.
+		switch {
+		case e > 0 && shift > math.MaxInt64-e:
+			shift = math.MaxInt64
+		case e < 0 && shift < math.MinInt64-e:
+			shift = math.MinInt64
+		default:
+			shift += e
+		}
 	}
-	if f != math.Trunc(f) {
+	switch {
+	case digits == "":
+		return 0, nil
+	case shift < 0:
 		return 0, fmt.Errorf("%s (not a whole number)", n)
+	case shift > 19-int64(len(digits)): // more than 19 digits
+		return 0, fmt.Errorf("%s (out of range for a 64-bit integer)", n)
 	}
-	if f < -(1<<63) || f >= 1<<63 {
-		return 0, fmt.Errorf("%s (out of range)", n)
+	text := digits + strings.Repeat("0", int(shift))
+	if neg {
+		text = "-" + text
 	}
-	return int64(f), nil
+	i, err := strconv.ParseInt(text, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%s (out of range for a 64-bit integer)", n)
+	}
+	return i, nil
 }
 
 // describe names a generic JSON value for messages.

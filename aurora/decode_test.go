@@ -2,6 +2,7 @@ package aurora
 
 import (
 	"encoding/json"
+	"math"
 	"reflect"
 	"testing"
 )
@@ -113,7 +114,15 @@ func TestParseRejects(t *testing.T) {
 			[]Problem{p("jobs[0].update_config.watch_secs", nullMessage)}},
 		{"string for integer", `{"instances": "3"}`, []Problem{p("instances", `expected an integer, got string "3"`)}},
 		{"fraction for integer", `{"instances": 2.5}`, []Problem{p("instances", "expected an integer, got 2.5 (not a whole number)")}},
-		{"huge integer", `{"priority": 1e30}`, []Problem{p("priority", "expected an integer, got 1e30 (out of range)")}},
+		{"huge integer", `{"priority": 1e30}`, []Problem{p("priority", "expected an integer, got 1e30 (out of range for a 64-bit integer)")}},
+		{"one below the smallest int64", `{"priority": -9223372036854775809}`,
+			[]Problem{p("priority", "expected an integer, got -9223372036854775809 (out of range for a 64-bit integer)")}},
+		{"one above the largest int64", `{"task": {"resources": {"ram": 9223372036854775808}}}`,
+			[]Problem{p("task.resources.ram", "expected an integer, got 9223372036854775808 (out of range for a 64-bit integer)")}},
+		{"one below the smallest int64, as a fraction", `{"jobs": [{"instances": -9223372036854775809.0}]}`,
+			[]Problem{p("jobs[0].instances", "expected an integer, got -9223372036854775809.0 (out of range for a 64-bit integer)")}},
+		{"a fraction that float64 rounds to a whole number", `{"instances": 2.0000000000000001}`,
+			[]Problem{p("instances", "expected an integer, got 2.0000000000000001 (not a whole number)")}},
 		{"number for string", `{"role": 5}`, []Problem{p("role", "expected a string, got number 5")}},
 		{"number for map value", `{"announce": {"portmap": {"http": 80}}}`,
 			[]Problem{p("announce.portmap[http]", "expected a string, got number 80")}},
@@ -247,5 +256,55 @@ func TestSchemaAttributes(t *testing.T) {
 		if !reflect.DeepEqual(got, attrs) {
 			t.Errorf("%s attributes:\n got %v\nwant %v", typ.Name(), got, attrs)
 		}
+	}
+}
+
+// Integers are exact over the whole int64 range, in every JSON spelling,
+// and never pass through float64.
+func TestParseIntegerExact(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want int64
+		err  string
+	}{
+		{in: "-9223372036854775808", want: math.MinInt64},
+		{in: "9223372036854775807", want: math.MaxInt64},
+		{in: "-9223372036854775808.000", want: math.MinInt64},
+		{in: "9223372036854775807e0", want: math.MaxInt64},
+		{in: "92233720368547758.07e2", want: math.MaxInt64},
+		{in: "922337203685477580700e-2", want: math.MaxInt64},
+		{in: "9007199254740993.0", want: 1<<53 + 1},
+		{in: "9007199254740993e0", want: 1<<53 + 1},
+		{in: "-0.0", want: 0},
+		{in: "0e999999999999999999999", want: 0},
+		{in: "1.5e1", want: 15},
+		{in: "-9223372036854775809", err: "-9223372036854775809 (out of range for a 64-bit integer)"},
+		{in: "9223372036854775808", err: "9223372036854775808 (out of range for a 64-bit integer)"},
+		{in: "9223372036854775808.0", err: "9223372036854775808.0 (out of range for a 64-bit integer)"},
+		{in: "1e19", err: "1e19 (out of range for a 64-bit integer)"},
+		{in: "1e999999999999999999999", err: "1e999999999999999999999 (out of range for a 64-bit integer)"},
+		{in: "-1e9223372036854775807", err: "-1e9223372036854775807 (out of range for a 64-bit integer)"},
+		{in: "1e-999999999999999999999", err: "1e-999999999999999999999 (not a whole number)"},
+		{in: "1e-400", err: "1e-400 (not a whole number)"},
+		{in: "9007199254740993.5", err: "9007199254740993.5 (not a whole number)"},
+		{in: "1.25e1", err: "1.25e1 (not a whole number)"},
+	} {
+		got, err := parseInteger(json.Number(tc.in))
+		switch {
+		case tc.err == "" && err != nil:
+			t.Errorf("parseInteger(%s): %v", tc.in, err)
+		case tc.err == "" && got != tc.want:
+			t.Errorf("parseInteger(%s) = %d, want %d", tc.in, got, tc.want)
+		case tc.err != "" && (err == nil || err.Error() != tc.err):
+			t.Errorf("parseInteger(%s) = %d, %v; want error %q", tc.in, got, err, tc.err)
+		}
+	}
+}
+
+// The largest and smallest int64 load exactly through Parse.
+func TestParseIntegerBounds(t *testing.T) {
+	j := parseJob(t, []byte(`{"priority": -9223372036854775808, "instances": 9223372036854775807, "max_task_failures": 9007199254740993.0}`))
+	if *j.Priority != math.MinInt64 || *j.Instances != math.MaxInt64 || *j.MaxTaskFailures != 1<<53+1 {
+		t.Errorf("priority %d instances %d max_task_failures %d", *j.Priority, *j.Instances, *j.MaxTaskFailures)
 	}
 }

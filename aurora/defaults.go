@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"sync"
 )
 
 // Defaults returns a deep copy of j in which every absent attribute that has
@@ -18,16 +19,42 @@ func (j Job) Defaults() Job {
 	return c
 }
 
-// clone deep-copies a job through its JSON form, which keeps absent apart
-// from empty.
+// clone deep-copies a job; absent stays apart from empty.
 func (j Job) clone() Job {
-	data, err := json.Marshal(j)
-	if err != nil {
-		panic(fmt.Sprintf("aurora: encoding a job: %v", err))
-	}
-	var c Job
-	if err := json.Unmarshal(data, &c); err != nil {
-		panic(fmt.Sprintf("aurora: decoding a job: %v", err))
+	return deepCopy(reflect.ValueOf(j)).Interface().(Job)
+}
+
+// deepCopy returns a copy of v (a schema value) sharing nothing mutable
+// with it: nil pointers, slices and maps stay nil, empty ones stay empty.
+func deepCopy(v reflect.Value) reflect.Value {
+	c := reflect.New(v.Type()).Elem()
+	switch v.Kind() {
+	case reflect.Pointer:
+		if !v.IsNil() {
+			c.Set(deepCopy(v.Elem()).Addr())
+		}
+	case reflect.Struct:
+		for i := 0; i < v.NumField(); i++ {
+			c.Field(i).Set(deepCopy(v.Field(i)))
+		}
+	case reflect.Slice:
+		if !v.IsNil() {
+			s := reflect.MakeSlice(v.Type(), v.Len(), v.Len())
+			for i := 0; i < v.Len(); i++ {
+				s.Index(i).Set(deepCopy(v.Index(i)))
+			}
+			c.Set(s)
+		}
+	case reflect.Map:
+		if !v.IsNil() {
+			m := reflect.MakeMapWithSize(v.Type(), v.Len())
+			for it := v.MapRange(); it.Next(); {
+				m.SetMapIndex(it.Key(), deepCopy(it.Value()))
+			}
+			c.Set(m)
+		}
+	default:
+		c.Set(v)
 	}
 	return c
 }
@@ -63,10 +90,29 @@ func descend(fv reflect.Value) {
 // defaultValue decodes a default tag into a new value of type t, with the
 // defaults below it applied.
 func defaultValue(t reflect.Type, def string) reflect.Value {
-	p := reflect.New(t)
-	if err := json.Unmarshal([]byte(def), p.Interface()); err != nil {
-		panic(fmt.Sprintf("aurora: bad default %s for %s: %v", def, t, err))
-	}
-	descend(p.Elem())
-	return p.Elem()
+	return deepCopy(defaultProto(t, def))
 }
+
+// defaultProto is defaultValue shared, for readers only: each tag is
+// decoded once (a job has a few per process, and jobs have thousands of
+// processes).
+func defaultProto(t reflect.Type, def string) reflect.Value {
+	key := defaultKey{t, def}
+	proto, ok := defaultCache.Load(key)
+	if !ok {
+		p := reflect.New(t)
+		if err := json.Unmarshal([]byte(def), p.Interface()); err != nil {
+			panic(fmt.Sprintf("aurora: bad default %s for %s: %v", def, t, err))
+		}
+		descend(p.Elem())
+		proto, _ = defaultCache.LoadOrStore(key, p.Elem())
+	}
+	return proto.(reflect.Value)
+}
+
+type defaultKey struct {
+	t   reflect.Type
+	def string
+}
+
+var defaultCache sync.Map // defaultKey → reflect.Value, never changed

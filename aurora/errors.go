@@ -3,6 +3,7 @@ package aurora
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 )
 
@@ -97,7 +98,7 @@ func join(path, key string) string {
 	return path + "." + key
 }
 
-func index(path string, i int) string { return fmt.Sprintf("%s[%d]", path, i) }
+func index(path string, i int) string { return path + "[" + strconv.Itoa(i) + "]" }
 
 // mapKey is the path of a map entry: constraints[host], or
 // constraints["a b"] when the key needs quoting.

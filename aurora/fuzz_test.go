@@ -2,9 +2,12 @@ package aurora
 
 import (
 	"encoding/json"
+	"math/big"
 	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -48,6 +51,43 @@ func FuzzParse(f *testing.F) {
 		for _, j := range d.Jobs {
 			_ = j.Key()
 			_ = j.Defaults()
+		}
+	})
+}
+
+// FuzzParseInteger: parseInteger agrees with exact rational arithmetic on
+// every JSON number of modest exponent: the value when it is a whole int64,
+// an error otherwise.
+func FuzzParseInteger(f *testing.F) {
+	for _, s := range []string{
+		"0", "-0", "7", "-9223372036854775808", "-9223372036854775809", "9223372036854775807", "9223372036854775808",
+		"9007199254740993.0", "2.5", "1e3", "1E+3", "1e-3", "100e-2", "0.000e7", "92233720368547758.08e2", "-1.0e18",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		var n json.Number
+		if json.Unmarshal([]byte(s), &n) != nil || string(n) != s {
+			return // not a JSON number as the decoder hands it over
+		}
+		if _, e, ok := strings.Cut(strings.ToLower(s), "e"); ok {
+			if exp, err := strconv.Atoi(e); err != nil || exp > 1000 || exp < -1000 {
+				return // big.Rat would take too long; the unit tests cover these
+			}
+		}
+		r, ok := new(big.Rat).SetString(s)
+		if !ok {
+			t.Fatalf("big.Rat refuses %s", s)
+		}
+		got, err := parseInteger(n)
+		exact := r.IsInt() && r.Num().IsInt64()
+		switch {
+		case exact && err != nil:
+			t.Fatalf("parseInteger(%s): %v, want %s", s, err, r.Num())
+		case exact && got != r.Num().Int64():
+			t.Fatalf("parseInteger(%s) = %d, want %s", s, got, r.Num())
+		case !exact && err == nil:
+			t.Fatalf("parseInteger(%s) = %d, want an error", s, got)
 		}
 	})
 }

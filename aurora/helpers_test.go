@@ -21,12 +21,13 @@ const baseJob = `{
 // anything else replaces) to baseJob.
 func patched(t testing.TB, patch string) []byte {
 	t.Helper()
-	var base, p any
-	if err := json.Unmarshal([]byte(baseJob), &base); err != nil {
+	base, err := decodeExact(baseJob)
+	if err != nil {
 		t.Fatal(err)
 	}
 	if patch != "" {
-		if err := json.Unmarshal([]byte(patch), &p); err != nil {
+		p, err := decodeExact(patch)
+		if err != nil {
 			t.Fatalf("bad patch %s: %v", patch, err)
 		}
 		base = mergePatch(base, p)
@@ -36,6 +37,16 @@ func patched(t testing.TB, patch string) []byte {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// decodeExact decodes JSON keeping numbers as written, so that a patch can
+// hold integers float64 cannot.
+func decodeExact(data string) (any, error) {
+	dec := json.NewDecoder(strings.NewReader(data))
+	dec.UseNumber()
+	var v any
+	err := dec.Decode(&v)
+	return v, err
 }
 
 func mergePatch(target, patch any) any {

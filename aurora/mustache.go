@@ -26,6 +26,7 @@ type node struct {
 	kind      nodeKind
 	typ       string           // struct: pystachio's class name
 	fields    map[string]*node // struct: attributes present or defaulted
+	names     []string         // struct: the keys of fields, sorted (by walk)
 	elems     []*node          // list
 	entries   map[string]*node // map: values
 	keys      []*node          // map: keys, as string leaves
@@ -33,7 +34,9 @@ type node struct {
 	isString  bool             // leaf: a String (interpolated)
 	parent    *node
 	path      string
-	defaulted bool // supplied by a default, not written by the author
+	defaulted bool    // supplied by a default, not written by the author
+	result    *result // string leaf: interpolated, once analysis.leaf ran
+	active    bool    // string leaf: being interpolated (a cycle if met again)
 }
 
 func build(rv reflect.Value, path string, parent *node, defaulted bool) *node {
@@ -50,7 +53,7 @@ func build(rv reflect.Value, path string, parent *node, defaulted bool) *node {
 			case !fv.IsNil():
 				n.fields[f.name] = build(fv, fpath, n, defaulted)
 			case f.def != "":
-				n.fields[f.name] = build(defaultValue(fv.Type(), f.def), fpath, n, true)
+				n.fields[f.name] = build(defaultProto(fv.Type(), f.def), fpath, n, true)
 			}
 		}
 		return n
@@ -102,12 +105,14 @@ func (n *node) walk(fn func(*node)) {
 	fn(n)
 	switch n.kind {
 	case structNode:
-		names := make([]string, 0, len(n.fields))
-		for k := range n.fields {
-			names = append(names, k)
+		if n.names == nil { // sorted once: a job is walked several times
+			n.names = make([]string, 0, len(n.fields))
+			for k := range n.fields {
+				n.names = append(n.names, k)
+			}
+			sort.Strings(n.names)
 		}
-		sort.Strings(names)
-		for _, k := range names {
+		for _, k := range n.names {
 			n.fields[k].walk(fn)
 		}
 	case listNode:
@@ -257,30 +262,25 @@ type result struct {
 	errs    []string // Aurora would refuse the string outright
 }
 
-// analysis is a job modelled as nodes, with its strings interpolated.
+// analysis is a job modelled as nodes, with its strings interpolated (the
+// results are kept on the nodes, which belong to one analysis).
 type analysis struct {
-	root    *node
-	results map[*node]*result
-	active  map[*node]bool
+	root *node
 }
 
 func analyze(j *Job, prefix string) *analysis {
-	return &analysis{
-		root:    build(reflect.ValueOf(j).Elem(), prefix, nil, false),
-		results: map[*node]*result{},
-		active:  map[*node]bool{},
-	}
+	return &analysis{root: build(reflect.ValueOf(j).Elem(), prefix, nil, false)}
 }
 
 // leaf returns the interpolated form of the string leaf n.
 func (a *analysis) leaf(n *node) *result {
-	if r, ok := a.results[n]; ok {
-		return r
+	if n.result != nil {
+		return n.result
 	}
-	a.active[n] = true
+	n.active = true
 	r := a.interpolate(n.text, n.scopes())
-	delete(a.active, n)
-	a.results[n] = r
+	n.active = false
+	n.result = r
 	return r
 }
 
@@ -390,7 +390,7 @@ func (a *analysis) find(r ref, scopes []*node) (value string, found bool, msg st
 		if !n.isString {
 			return n.text, true, ""
 		}
-		if a.active[n] {
+		if n.active {
 			return "", true, fmt.Sprintf("Unable to interpolate %s!  Maximum replacements reached.", r)
 		}
 		return a.leaf(n).out, true, ""

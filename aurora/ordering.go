@@ -62,17 +62,26 @@ func checkPlan(procs []planProcess, orders [][]string, paths []string, constrain
 		}
 	}
 	for _, final := range []bool{false, true} {
-		byName := map[string]planProcess{} // as Thermos' dict: the last of a name wins
+		// As Thermos' dict: the last process of a name wins, and each name
+		// is one node of the plan.
+		id := map[string]int{}
+		var plan []planProcess
 		for _, p := range procs {
-			if p.final == final {
-				byName[p.name] = p
+			if p.final != final {
+				continue
 			}
+			if i, ok := id[p.name]; ok {
+				plan[i] = p
+				continue
+			}
+			id[p.name] = len(plan)
+			plan = append(plan, p)
 		}
-		deps := map[string]map[string]bool{}
+		var edges [][2]int // {pred, succ}, as written; repeats are harmless
 		for i, order := range orders {
 			subset, disjoint := true, true
 			for _, name := range order {
-				if _, ok := byName[name]; ok {
+				if _, ok := id[name]; ok {
 					disjoint = false
 				} else {
 					subset = false
@@ -86,7 +95,8 @@ func checkPlan(procs []planProcess, orders [][]string, paths []string, constrain
 				continue
 			}
 			for k := 1; k < len(order); k++ {
-				succ, pred := byName[order[k]], byName[order[k-1]]
+				pi, si := id[order[k-1]], id[order[k]]
+				pred, succ := plan[pi], plan[si]
 				if pred.daemon {
 					report(paths[i], fmt.Sprintf("Process %s may not depend upon daemon process %s", succ.name, pred.name))
 				}
@@ -94,41 +104,54 @@ func checkPlan(procs []planProcess, orders [][]string, paths []string, constrain
 					report(paths[i], fmt.Sprintf(
 						"Non-ephemeral process %s may not depend upon ephemeral process %s", succ.name, pred.name))
 				}
-				if deps[succ.name] == nil {
-					deps[succ.name] = map[string]bool{}
-				}
-				deps[succ.name][pred.name] = true
+				edges = append(edges, [2]int{pi, si})
 			}
 		}
-		if !satisfiable(byName, deps) {
+		if !satisfiable(len(plan), edges) {
 			report(constraintsPath, "Cycles detected in the task schedule!")
 		}
 	}
 	return ps.list
 }
 
-// satisfiable is Planner.satisfiable: every process can run once the ones it
-// depends on have.
-func satisfiable(procs map[string]planProcess, deps map[string]map[string]bool) bool {
-	done := map[string]bool{}
-	for progress := true; progress; {
-		progress = false
-		for name := range procs {
-			if done[name] {
-				continue
-			}
-			ready := true
-			for pred := range deps[name] {
-				if !done[pred] {
-					ready = false
-					break
-				}
-			}
-			if ready {
-				done[name] = true
-				progress = true
+// satisfiable is Planner.satisfiable (every process can run once the ones
+// it depends on have), computed by Kahn's algorithm in time linear in nodes
+// plus edges rather than by Thermos' repeated passes, which are quadratic
+// or worse in the number of processes. A repeated edge counts once in the
+// in-degree per occurrence and is released once per occurrence, so it
+// changes nothing; a process after itself is never released.
+func satisfiable(nodes int, edges [][2]int) bool {
+	indegree := make([]int, nodes)
+	start := make([]int, nodes+1) // successors of n: succs[start[n]:start[n+1]]
+	for _, e := range edges {
+		indegree[e[1]]++
+		start[e[0]+1]++
+	}
+	for n := 0; n < nodes; n++ {
+		start[n+1] += start[n]
+	}
+	succs := make([]int, len(edges))
+	next := append([]int(nil), start[:nodes]...)
+	for _, e := range edges {
+		succs[next[e[0]]] = e[1]
+		next[e[0]]++
+	}
+	var ready []int
+	for n, d := range indegree {
+		if d == 0 {
+			ready = append(ready, n)
+		}
+	}
+	done := 0
+	for len(ready) > 0 {
+		n := ready[len(ready)-1]
+		ready = ready[:len(ready)-1]
+		done++
+		for _, s := range succs[start[n]:start[n+1]] {
+			if indegree[s]--; indegree[s] == 0 {
+				ready = append(ready, s)
 			}
 		}
 	}
-	return len(done) == len(procs)
+	return done == nodes
 }

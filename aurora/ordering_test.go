@@ -2,7 +2,10 @@ package aurora
 
 import (
 	"encoding/json"
+	"fmt"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // planJob is a job whose task has the given processes and constraints.
@@ -84,4 +87,122 @@ func TestCheckPlan(t *testing.T) {
 		data, _ := json.Marshal(ps)
 		t.Errorf("the init layout of nix-aurora: %s", data)
 	}
+}
+
+// largePlan is n processes p0..p(n-1) and order lists shaped by kind:
+// "chain" orders them all in one list, "wide" orders p0 before each other
+// process in a list of its own, "cycle" is the chain closed by a last list
+// ordering p(n-1) before p0.
+func largePlan(tb testing.TB, n int, kind string) ([]planProcess, [][]string) {
+	tb.Helper()
+	procs := make([]planProcess, n)
+	names := make([]string, n)
+	for i := range procs {
+		names[i] = fmt.Sprintf("p%d", i)
+		procs[i] = planProcess{name: names[i]}
+	}
+	switch kind {
+	case "chain":
+		return procs, [][]string{names}
+	case "wide":
+		var orders [][]string
+		for _, name := range names[1:] {
+			orders = append(orders, []string{names[0], name})
+		}
+		return procs, orders
+	case "cycle":
+		return procs, [][]string{names, {names[n-1], names[0]}}
+	}
+	tb.Fatalf("no plan shape %q", kind)
+	return nil, nil
+}
+
+// largePlanJob is largePlan as a job document.
+func largePlanJob(tb testing.TB, n int, kind string) []byte {
+	tb.Helper()
+	procs, orders := largePlan(tb, n, kind)
+	type process struct {
+		Name    string `json:"name"`
+		Cmdline string `json:"cmdline"`
+	}
+	type constraint struct {
+		Order []string `json:"order"`
+	}
+	ps := make([]process, len(procs))
+	for i, p := range procs {
+		ps[i] = process{p.name, "true"}
+	}
+	cs := make([]constraint, len(orders))
+	for i, o := range orders {
+		cs[i] = constraint{o}
+	}
+	p, err := json.Marshal(map[string]any{"name": "web", "task": map[string]any{"name": "web", "processes": ps, "constraints": cs}})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return patched(tb, string(p))
+}
+
+// The ordering check is linear: 20k processes in a chain, a fan and a
+// cycle take milliseconds (Thermos' repeated passes took minutes). The
+// bound is generous for the race detector and a busy machine.
+func TestCheckPlanLarge(t *testing.T) {
+	for _, kind := range []string{"chain", "wide", "cycle"} {
+		t.Run(kind, func(t *testing.T) {
+			procs, orders := largePlan(t, 20000, kind)
+			paths := make([]string, len(orders))
+			for i := range paths {
+				paths[i] = index("task.constraints", i) + ".order"
+			}
+			start := time.Now()
+			ps := checkPlan(procs, orders, paths, "task.constraints")
+			if elapsed := time.Since(start); elapsed > 5*time.Second {
+				t.Errorf("checking the order of 20000 processes took %s", elapsed)
+			}
+			if kind == "cycle" {
+				wantProblems(t, ps, p("task.constraints", "Cycles detected in the task schedule!"))
+			} else {
+				wantProblems(t, ps)
+			}
+		})
+	}
+}
+
+// A whole 20k-process chain validates in about half a second of CPU (see
+// BenchmarkValidateLargePlan); the bound allows for the race detector
+// (ten times slower) on a loaded machine, and is still a small part of the
+// minutes the check took before.
+func TestValidateLargeChain(t *testing.T) {
+	data := largePlanJob(t, 20000, "chain")
+	start := time.Now()
+	if _, err := ValidateDocument(data); err != nil {
+		t.Error(err)
+	}
+	if elapsed := time.Since(start); elapsed > 60*time.Second {
+		t.Errorf("validating a chain of 20000 processes took %s", elapsed)
+	}
+}
+
+// BenchmarkValidateLargePlan reports the CPU time of validating 20k-process
+// jobs (cpu-s/op: user and system, garbage collection included).
+func BenchmarkValidateLargePlan(b *testing.B) {
+	for _, kind := range []string{"chain", "wide", "cycle"} {
+		b.Run(kind, func(b *testing.B) {
+			data := largePlanJob(b, 20000, kind)
+			before := cpuTime(b)
+			for b.Loop() {
+				ValidateDocument(data)
+			}
+			b.ReportMetric((cpuTime(b)-before).Seconds()/float64(b.N), "cpu-s/op")
+		})
+	}
+}
+
+// cpuTime is the CPU time this process has used.
+func cpuTime(tb testing.TB) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		tb.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

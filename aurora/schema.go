@@ -259,7 +259,11 @@ func (j *Job) IsService() bool { return j.Service != nil && *j.Service }
 // way Aurora does (the name defaults to the task's name, which defaults to
 // the first process's name). A missing part is empty.
 func (j Job) Key() string {
-	a := analyze(&j, "")
+	return analyze(&j, "").key()
+}
+
+// key is Job.Key of the analysed job.
+func (a *analysis) key() string {
 	return a.str(a.root, "cluster") + "/" + a.str(a.root, "role") + "/" +
 		a.str(a.root, "environment") + "/" + a.str(a.root, "name")
 }

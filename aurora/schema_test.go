@@ -102,6 +102,22 @@ func TestDefaultsKeepMeaning(t *testing.T) {
 	}
 }
 
+// Each default is a value of its own: changing one (a caller may) changes
+// no other process, and no later job.
+func TestDefaultsShareNothing(t *testing.T) {
+	j := parseJob(t, patched(t, `{"task": {"processes": [{"name": "a", "cmdline": "true"}, {"name": "b", "cmdline": "true"}]}}`))
+	d := j.Defaults()
+	*d.Task.Processes[0].MaxFailures = 7
+	*d.HealthCheckConfig.HealthChecker.HTTP.Endpoint = "/changed"
+	if *d.Task.Processes[1].MaxFailures != 1 {
+		t.Error("processes share a default")
+	}
+	again := j.Defaults()
+	if *again.Task.Processes[0].MaxFailures != 1 || *again.HealthCheckConfig.HealthChecker.HTTP.Endpoint != "/health" {
+		t.Error("a changed default leaked into the next Defaults")
+	}
+}
+
 func TestKeyAndAccessors(t *testing.T) {
 	jobs, err := Parse(readFile(t, "testdata/jobs.json"))
 	if err != nil {

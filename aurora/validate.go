@@ -3,6 +3,7 @@ package aurora
 import (
 	"fmt"
 	"math"
+	"math/big"
 	"reflect"
 	"sort"
 	"strings"
@@ -15,7 +16,8 @@ import (
 // paths relative to the job and Aurora's own messages. Rules of the
 // scheduler are in ValidateScheduler.
 func (j Job) Validate() error {
-	return newError(ErrClient, validateJob(&j, ""))
+	ps, _ := validateJob(&j, "")
+	return newError(ErrClient, ps)
 }
 
 // Validate checks every job of the document as Job.Validate does, with
@@ -25,8 +27,8 @@ func (d *Document) Validate() error {
 	keys := map[string]int{}
 	for i := range d.Jobs {
 		prefix := d.prefix(i)
-		all = append(all, validateJob(&d.Jobs[i], prefix)...)
-		key := d.Jobs[i].Key()
+		ps, key := validateJob(&d.Jobs[i], prefix)
+		all = append(all, ps...)
 		if first, dup := keys[key]; dup && d.List {
 			all = append(all, Problem{Path: prefix, Message: fmt.Sprintf(
 				"Multiple jobs match, please disambiguate by specifying a job key. (%s is also jobs[%d])", key, first)})
@@ -64,8 +66,13 @@ type validator struct {
 	byPath map[string]*node
 }
 
-func validateJob(j *Job, prefix string) []Problem {
-	v := &validator{j: j, d: j.Defaults(), a: analyze(j, prefix), prefix: prefix, byPath: map[string]*node{}}
+// validateJob returns the job's problems and its key (Job.Key, from the
+// analysis validation made anyway).
+func validateJob(j *Job, prefix string) ([]Problem, string) {
+	a := analyze(j, prefix)
+	nodes := 0
+	a.root.walk(func(*node) { nodes++ }) // sized once: 20k processes are 200k nodes
+	v := &validator{j: j, d: j.Defaults(), a: a, prefix: prefix, byPath: make(map[string]*node, nodes)}
 	v.a.root.walk(func(n *node) {
 		if _, ok := v.byPath[n.path]; !ok { // a map key shares its value's path
 			v.byPath[n.path] = n
@@ -84,7 +91,7 @@ func validateJob(j *Job, prefix string) []Problem {
 	v.mustache()
 	v.processes()
 	v.plan()
-	return v.ps.list
+	return v.ps.list, v.a.key()
 }
 
 // at is the document path of a path relative to the job.
@@ -255,7 +262,8 @@ func (v *validator) updateConfig() {
 	if maxFailures >= size {
 		v.ps.add(v.at("update_config.max_total_failures"),
 			"max_total_failures in update_config must be lesser than the job size. "+
-				"Based on your job size (%d) you should use max_total_failures <= %d.", size, size-1)
+				"Based on your job size (%d) you should use max_total_failures <= %s.",
+			size, new(big.Int).Sub(big.NewInt(size), big.NewInt(1))) // exact where size-1 would wrap
 	}
 	if v.dedicated() {
 		if threshold := int64(math.Floor(float64(size) * 0.02)); maxFailures < threshold {

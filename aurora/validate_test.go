@@ -112,6 +112,8 @@ func TestValidateRejects(t *testing.T) {
 		// client/config.py: update_config and health checks.
 		{"max_total_failures equal to instances", `{"instances": 2, "update_config": {"max_total_failures": 2}}`,
 			[]Problem{p("update_config.max_total_failures", "max_total_failures in update_config must be lesser than the job size. Based on your job size (2) you should use max_total_failures <= 1.")}},
+		{"max_total_failures above the smallest instances", `{"instances": -9223372036854775808}`,
+			[]Problem{p("update_config.max_total_failures", "max_total_failures in update_config must be lesser than the job size. Based on your job size (-9223372036854775808) you should use max_total_failures <= -9223372036854775809.")}},
 		{"max_total_failures above the default instances", `{"update_config": {"max_total_failures": 5}}`,
 			[]Problem{p("update_config.max_total_failures", "max_total_failures in update_config must be lesser than the job size. Based on your job size (1) you should use max_total_failures <= 0.")}},
 		{"dedicated job under 2% failures", `{"instances": 100, "constraints": {"dedicated": "alice/x"}, "update_config": {"max_total_failures": 1}}`,
