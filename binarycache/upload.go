@@ -163,8 +163,9 @@ func (u *Uploader) putWith(ctx context.Context, name, contentType string, size i
 
 // Upload uploads the closures of roots from src, references before the
 // paths that refer to them (a narinfo is written only after the narinfos
-// of its references), skipping what the cache already has, and then writes
-// a closure index for each root (unless the cache has that very index).
+// of its references), skipping what the cache already has (if keepable
+// says it may stay), and then writes a closure index for each root (unless
+// the cache has that very index).
 func (u *Uploader) Upload(ctx context.Context, src Source, roots []string) (*UploadResult, error) {
 	for _, r := range roots {
 		if err := store.ValidatePath(r); err != nil {
