@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -17,6 +18,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 	"github.com/ulikunitz/xz"
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/sys/unix"
 
 	"github.com/nix-aurora/nix-aurora/store"
 )
@@ -44,11 +46,13 @@ type UploadOptions struct {
 	// Unsigned uploads without signing: NewUploader then takes the zero
 	// SecretKey. Narinfos carry only the signatures the store already
 	// has, so nodes accept them only with require-sigs = false (or if
-	// they trust those keys). A path the cache already has is skipped.
+	// they trust those keys). A path the cache already has (as keepable
+	// says) is skipped.
 	Unsigned bool
 	// Progress, when set, is told about each path of the closures once it
-	// is settled: what was done ("uploaded", "signed" or "skipped") and
-	// the narinfo the cache now has. It may be called concurrently.
+	// is settled: what was done ("uploaded"; "re-uploaded" when the cache
+	// had a narinfo that it replaced; "signed" or "skipped") and the
+	// narinfo the cache now has. It may be called concurrently.
 	Progress func(path, action string, ni *NarInfo)
 }
 
@@ -78,6 +82,10 @@ type Uploader struct {
 // UploadResult says what an Upload did.
 type UploadResult struct {
 	Uploaded []string // NAR and narinfo written
+	// Replaced are the paths of Uploaded whose narinfo the cache had
+	// already, but that did not match the store, was invalid, or named a
+	// NAR the cache does not have (see keepable).
+	Replaced []string
 	Signed   []string // already in the cache with the same NAR: our signature added
 	Skipped  []string // already in the cache, signed by our key
 	Indexes  []string // closure index files written
@@ -112,6 +120,9 @@ func NewUploader(ctx context.Context, rawURL string, key SecretKey, opts UploadO
 	c, cu, err := newCache(rawURL, opts.Options)
 	if err != nil {
 		return nil, err
+	}
+	if fb, ok := c.be.(*fileBackend); ok {
+		c.be = regularFileBackend{fb}
 	}
 	u := &Uploader{c: c, key: key, opts: opts}
 	info, err := c.getSmall(ctx, "nix-cache-info", 64<<10, false)
@@ -152,8 +163,9 @@ func (u *Uploader) putWith(ctx context.Context, name, contentType string, size i
 
 // Upload uploads the closures of roots from src, references before the
 // paths that refer to them (a narinfo is written only after the narinfos
-// of its references), skipping what the cache already has, and then writes
-// a closure index for each root (unless the cache has that very index).
+// of its references), skipping what the cache already has (if keepable
+// says it may stay), and then writes a closure index for each root (unless
+// the cache has that very index).
 func (u *Uploader) Upload(ctx context.Context, src Source, roots []string) (*UploadResult, error) {
 	for _, r := range roots {
 		if err := store.ValidatePath(r); err != nil {
@@ -197,6 +209,9 @@ func (u *Uploader) Upload(ctx context.Context, src Source, roots []string) (*Upl
 			mu.Lock()
 			final[p] = ni
 			switch action {
+			case "re-uploaded":
+				res.Replaced = append(res.Replaced, p)
+				fallthrough
 			case "uploaded":
 				res.Uploaded = append(res.Uploaded, p)
 				res.FileBytes += ni.FileSize
@@ -216,7 +231,7 @@ func (u *Uploader) Upload(ctx context.Context, src Source, roots []string) (*Upl
 	if err := g.Wait(); err != nil {
 		return res, err
 	}
-	for _, s := range [][]string{res.Uploaded, res.Signed, res.Skipped} {
+	for _, s := range [][]string{res.Uploaded, res.Replaced, res.Signed, res.Skipped} {
 		slices.Sort(s)
 	}
 	for _, root := range roots {
@@ -249,9 +264,13 @@ func (u *Uploader) Upload(ctx context.Context, src Source, roots []string) (*Upl
 		name := ClosureIndexName(root)
 		// An index the cache has already is not written again. Failing to
 		// read it is no reason not to write it.
-		if old, err := u.c.getSmall(ctx, name, MaxClosureIndexSize, false); err == nil && bytes.Equal(old, buf.Bytes()) {
+		old, err := u.c.getSmall(ctx, name, MaxClosureIndexSize, false)
+		switch {
+		case err == nil && bytes.Equal(old, buf.Bytes()):
 			res.UnchangedIndexes = append(res.UnchangedIndexes, name)
 			continue
+		case err != nil && !errors.Is(err, ErrNotFound):
+			u.c.logf("%s: replacing the cache's closure index, which cannot be read: %v", root, err)
 		}
 		if err := u.put(ctx, name, contentTypeClosureIndex, buf.Bytes()); err != nil {
 			return res, &Error{Op: "upload", Path: name, Cache: u.c.url, Err: err}
@@ -337,12 +356,17 @@ func (u *Uploader) uploadPath(ctx context.Context, src Source, info *store.PathI
 	}
 	refs = sortedUnique(refs)
 	existing, err := u.c.fetchNarInfo(ctx, p)
+	uploaded := "uploaded"
 	switch {
 	case err == nil:
-		if u.opts.Unsigned || Verify(existing, []PublicKey{u.key.PublicKey()}) == nil {
-			return existing, "skipped", nil
+		why, err := u.keepable(ctx, existing, narHash, info.NarSize, refs)
+		if err != nil {
+			return nil, "", err
 		}
-		if existing.NarHash == narHash && existing.NarSize == info.NarSize && slices.Equal(existing.References, refs) {
+		if why == "" {
+			if u.opts.Unsigned || Verify(existing, []PublicKey{u.key.PublicKey()}) == nil {
+				return existing, "skipped", nil
+			}
 			if err := Sign(existing, u.key); err != nil {
 				return nil, "", err
 			}
@@ -354,9 +378,11 @@ func (u *Uploader) uploadPath(ctx context.Context, src Source, info *store.PathI
 			}
 			return existing, "signed", nil
 		}
-		u.c.logf("%s: the cache's narinfo (NAR %s) differs from the store's (NAR %s); replacing it", p, existing.NarHash, narHash)
-	case errors.Is(err, ErrBadNarInfo):
+		u.c.logf("%s: the cache's narinfo %s; uploading the NAR and narinfo afresh", p, why)
+		uploaded = "re-uploaded"
+	case errors.Is(err, ErrBadNarInfo) || errors.Is(err, errNotRegular):
 		u.c.logf("%s: replacing an invalid narinfo in the cache: %v", p, err)
+		uploaded = "re-uploaded"
 	case !errors.Is(err, ErrNotFound):
 		return nil, "", err
 	}
@@ -386,7 +412,7 @@ func (u *Uploader) uploadPath(ctx context.Context, src Source, info *store.PathI
 			return nil, "", err
 		}
 	}
-	if fb, ok := u.c.be.(*fileBackend); ok {
+	if fb, ok := u.c.be.(regularFileBackend); ok {
 		if err := fb.renameInto(nf.tmp, ni.URL); err != nil {
 			return nil, "", err
 		}
@@ -404,7 +430,125 @@ func (u *Uploader) uploadPath(ctx context.Context, src Source, info *store.PathI
 	if err := u.put(ctx, HashPart(p)+".narinfo", contentTypeNarInfo, []byte(ni.String())); err != nil {
 		return nil, "", err
 	}
-	return ni, "uploaded", nil
+	return ni, uploaded, nil
+}
+
+// keepable says why the cache's narinfo ni of a path cannot be kept (and
+// at most signed) as it is, or "" if it can: it must describe what the
+// store has (NarHash, NarSize and References), and the NAR it names must be
+// in the cache, with its FileSize when it gives one. Anyone who can write
+// the cache may have planted it, and signing it would vouch for it: every
+// node would then fail on it. An error is returned only when ctx ends.
+func (u *Uploader) keepable(ctx context.Context, ni *NarInfo, narHash string, narSize uint64, refs []string) (string, error) {
+	switch {
+	case ni.NarHash != narHash:
+		return fmt.Sprintf("has NarHash %s, the store %s", ni.NarHash, narHash), nil
+	case ni.NarSize != narSize:
+		return fmt.Sprintf("has NarSize %d, the store %d", ni.NarSize, narSize), nil
+	case !slices.Equal(ni.References, refs):
+		return fmt.Sprintf("has References %q, the store %q", ni.References, refs), nil
+	}
+	// Reading the NAR's last byte (or, without a FileSize, its first)
+	// shows both that it is there and how long it is, without fetching it.
+	off := int64(0)
+	if ni.FileSize > 0 {
+		off = int64(ni.FileSize) - 1
+	}
+	var tail []byte
+	err := u.c.retry.do(ctx, fmt.Sprintf("check %s in %s", ni.URL, u.c.url), func() error {
+		if err := u.c.sem.Acquire(ctx, 1); err != nil {
+			return err
+		}
+		defer u.c.sem.Release(1)
+		rc, err := u.c.be.open(ctx, ni.URL, off, false)
+		if err != nil {
+			return err
+		}
+		defer rc.Close()
+		tail, err = io.ReadAll(io.LimitReader(rc, 2))
+		return err
+	})
+	switch {
+	case ctx.Err() != nil:
+		return "", ctx.Err()
+	case err != nil:
+		return fmt.Sprintf("names the NAR %s, which cannot be read: %v", ni.URL, err), nil
+	case ni.FileSize == 0 && len(tail) == 0:
+		return fmt.Sprintf("names the NAR %s, which is empty", ni.URL), nil
+	case ni.FileSize > 0 && len(tail) != 1:
+		return fmt.Sprintf("names the NAR %s, which is not %d bytes long (FileSize)", ni.URL, ni.FileSize), nil
+	}
+	return "", nil
+}
+
+// errNotRegular: a file in a file:// cache is a FIFO, device, socket or
+// directory, which reading could block on forever (or fail on).
+var errNotRegular = errors.New("not a regular file")
+
+// regularFileBackend is a file:// cache as an Uploader reads it: every file
+// opened must be a regular file. Anyone who can write the cache can plant
+// a FIFO, and reading one blocks until a writer comes.
+type regularFileBackend struct{ *fileBackend }
+
+func (f regularFileBackend) open(ctx context.Context, name string, off int64, _ bool) (io.ReadCloser, error) {
+	if err := checkName(name); err != nil {
+		return nil, &permanentError{err}
+	}
+	fh, err := openRegularFile(filepath.Join(f.dir, filepath.FromSlash(name)))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("%w: %s does not exist", ErrNotFound, name)
+	}
+	if err != nil {
+		return nil, &permanentError{err}
+	}
+	if off > 0 {
+		if _, err := fh.Seek(off, io.SeekStart); err != nil {
+			fh.Close()
+			return nil, &permanentError{err}
+		}
+	}
+	return fh, nil
+}
+
+// openRegularFile opens path for reading and refuses at once anything but
+// a regular file. The open itself is non-blocking (opening a FIFO with no
+// writer would block otherwise); reads of the regular file then block
+// again as usual.
+func openRegularFile(path string) (*os.File, error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &fs.PathError{Op: "open", Path: path, Err: err}
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		unix.Close(fd)
+		return nil, &fs.PathError{Op: "stat", Path: path, Err: err}
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		unix.Close(fd)
+		return nil, &fs.PathError{Op: "open", Path: path, Err: fmt.Errorf("%w (%s)", errNotRegular, fileKind(st.Mode))}
+	}
+	if err := unix.SetNonblock(fd, false); err != nil {
+		unix.Close(fd)
+		return nil, &fs.PathError{Op: "open", Path: path, Err: err}
+	}
+	return os.NewFile(uintptr(fd), path), nil
+}
+
+func fileKind(mode uint32) string {
+	switch mode & unix.S_IFMT {
+	case unix.S_IFIFO:
+		return "a FIFO"
+	case unix.S_IFDIR:
+		return "a directory"
+	case unix.S_IFCHR:
+		return "a character device"
+	case unix.S_IFBLK:
+		return "a block device"
+	case unix.S_IFSOCK:
+		return "a socket"
+	}
+	return fmt.Sprintf("file type %#o", mode&unix.S_IFMT)
 }
 
 func compressionExt(method string) string {
@@ -443,7 +587,7 @@ func (nopWriteCloser) Close() error { return nil }
 // checks the NAR against the store's hash and size.
 func (u *Uploader) dumpNar(ctx context.Context, src Source, p, wantHash string, wantSize uint64) (*narFile, error) {
 	dir := u.opts.TempDir
-	if fb, ok := u.c.be.(*fileBackend); ok {
+	if fb, ok := u.c.be.(regularFileBackend); ok {
 		dir = filepath.Join(fb.dir, "nar")
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return nil, err

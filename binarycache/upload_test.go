@@ -138,3 +138,63 @@ func TestUploaderUnsignedProgressAndRepeat(t *testing.T) {
 		t.Errorf("missing path: %v", err)
 	}
 }
+
+// A narinfo whose NAR is gone, or not as long as its FileSize says, is not
+// kept (skipped, or signed) but uploaded afresh, over HTTP (checked with a
+// one-byte Range request) and file://, signed or not; a node then
+// substitutes it.
+func TestUploaderReplacesWhatItCannotKeep(t *testing.T) {
+	f := getFixture(t)
+	ctx := ctxT(t)
+	src := spawnStore(t)
+	narOf := func(dir, p string) string {
+		b, err := os.ReadFile(narinfoFile(dir, p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ni, err := ParseNarInfo(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return filepath.Join(dir, filepath.FromSlash(ni.URL))
+	}
+	spoil := func(dir string) {
+		os.Remove(narOf(dir, f.Dep))
+		if err := os.Truncate(narOf(dir, f.Lib), 10); err != nil {
+			t.Fatal(err)
+		}
+	}
+	spoiled := sorted([]string{f.Dep, f.Lib})
+
+	httpDir := t.TempDir()
+	srv := newServer(t, httpDir)
+	srv.allowPut = true
+	fileDir := t.TempDir()
+	for _, c := range []struct {
+		url, dir string
+		key      SecretKey
+	}{{srv.URL, httpDir, f.SecretKey}, {"file://" + fileDir, fileDir, SecretKey{}}} {
+		var log progressLog
+		up, err := NewUploader(ctx, c.url, c.key, UploadOptions{Options: fastOpts(), Unsigned: c.key.Name == "", Progress: log.record})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := up.Upload(ctx, src, []string{f.App}); err != nil {
+			t.Fatal(err)
+		}
+		log.take()
+		spoil(c.dir)
+		res, err := up.Upload(ctx, src, []string{f.App})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := log.take()
+		if !slices.Equal(got["re-uploaded"], spoiled) || len(got["skipped"]) != len(f.Closure)-2 || len(got) != 2 {
+			t.Errorf("%s: progress %q, want %q re-uploaded, the rest skipped", c.url, got, spoiled)
+		}
+		if !slices.Equal(res.Replaced, spoiled) || !slices.Equal(res.Uploaded, spoiled) {
+			t.Errorf("%s: result %+v", c.url, res)
+		}
+	}
+	substituteWithNix(t, srv.URL, f)
+}

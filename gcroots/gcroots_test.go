@@ -120,3 +120,73 @@ func TestListAndRegistered(t *testing.T) {
 		t.Fatalf("after registration: %v %v", ok, err)
 	}
 }
+
+// A planted .gc (or a component of a relative root dir) that is a symlink
+// is never followed: nothing is created or registered where it points, and
+// List does not report what is there as this sandbox's roots.
+func TestSymlinkedDirIsRefused(t *testing.T) {
+	sandbox, outside := t.TempDir(), t.TempDir()
+	t.Chdir(sandbox)
+	os.Symlink(target, filepath.Join(outside, "planted"))
+	if err := os.Symlink(outside, ".gc"); err != nil {
+		t.Fatal(err)
+	}
+	os.Mkdir("sub", 0o755)
+	if err := os.Symlink(outside, "sub/link"); err != nil {
+		t.Fatal(err)
+	}
+	for _, dir := range []string{".gc", filepath.Join(sandbox, ".gc"), "sub/link/.gc", "./sub/link"} {
+		var reg recorder
+		_, err := Add(context.Background(), &reg, dir, "app", target)
+		if err == nil || !strings.Contains(err.Error(), "is a symlink") {
+			t.Errorf("Add in %s: err = %v, want a refusal of the symlink", dir, err)
+		}
+		if len(reg.links) != 0 {
+			t.Errorf("Add in %s registered %v", dir, reg.links)
+		}
+		if roots, err := List(dir); err == nil || roots != nil {
+			t.Errorf("List(%s) = %+v, %v; want a refusal of the symlink", dir, roots, err)
+		}
+	}
+	entries, _ := os.ReadDir(outside)
+	if len(entries) != 1 || entries[0].Name() != "planted" {
+		t.Errorf("the directory outside the sandbox now has %v", entries)
+	}
+}
+
+// A .gc that is not a directory, or not the run's user's, is refused with
+// a message naming it.
+func TestForeignOrFileDirIsRefused(t *testing.T) {
+	sandbox := t.TempDir()
+	t.Chdir(sandbox)
+	os.WriteFile("file", []byte("x"), 0o644)
+	var reg recorder
+	if _, err := Add(context.Background(), &reg, "file", "app", target); err == nil || !strings.Contains(err.Error(), "file is not a directory") {
+		t.Errorf("Add in a regular file: %v", err)
+	}
+	if os.Geteuid() == 0 {
+		os.Mkdir("theirs", 0o777)
+		if err := os.Chown("theirs", 65533, 65533); err != nil {
+			t.Fatal(err)
+		}
+		_, err := Add(context.Background(), &reg, "theirs", "app", target)
+		if err == nil || !strings.Contains(err.Error(), "theirs is owned by uid 65533") {
+			t.Errorf("Add in another user's directory: %v", err)
+		}
+		if entries, _ := os.ReadDir("theirs"); len(entries) != 0 {
+			t.Errorf("links made in another user's directory: %v", entries)
+		}
+		// Listing needs no ownership: status may be run by another user.
+		if _, err := List("theirs"); err != nil {
+			t.Errorf("List of another user's directory: %v", err)
+		}
+	}
+	// An entry that is a directory is not replaced by a link either.
+	os.MkdirAll(".gc/app", 0o755)
+	if _, err := Add(context.Background(), &reg, ".gc", "app", target); err == nil || !strings.Contains(err.Error(), "not a symlink") {
+		t.Errorf("Add over a directory: %v", err)
+	}
+	if len(reg.links) != 0 {
+		t.Errorf("registered despite refusals: %v", reg.links)
+	}
+}

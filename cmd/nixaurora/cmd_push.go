@@ -35,8 +35,9 @@ func init() {
 		usage: "--to URL JOB.nix|DIR|JOB.json|STOREPATH...",
 		summary: "Upload the closures that a job's nix_init processes realise (or of store paths) from the\n" +
 			"local Nix store to a binary cache (file://DIR, or http(s):// by PUT), with signed narinfos\n" +
-			"and a closure index per root. What the cache has already is skipped. Job expressions are\n" +
-			"built first; JSON files (or a build's ./result link) are read as they are.",
+			"and a closure index per root. What the cache has already is skipped; a narinfo there that does\n" +
+			"not match the store, or whose NAR is missing, is uploaded afresh, never re-signed. Job\n" +
+			"expressions are built first; JSON files (or a build's ./result link) are read as they are.",
 		flags: func(fs *pflag.FlagSet) {
 			fs.StringVar(&opts.to, "to", "", "the binary cache: file:///DIR, http://HOST/… or https://HOST/… (required)")
 			fs.StringVar(&opts.secretKey, "secret-key", "", "sign with this key file (nix-store --generate-binary-cache-key); default $NIX_SECRET_KEY_FILE")
@@ -136,6 +137,9 @@ func runPush(ctx context.Context, e *env, opts pushOptions, args []string) error
 			case "uploaded":
 				narBytes += ni.NarSize
 				fmt.Fprintf(e.stderr, "uploaded %s (%s, NAR %s)\n", path, human.Bytes(ni.FileSize), human.Bytes(ni.NarSize))
+			case "re-uploaded":
+				narBytes += ni.NarSize
+				fmt.Fprintf(e.stderr, "re-uploaded %s (%s, NAR %s), replacing the cache's narinfo\n", path, human.Bytes(ni.FileSize), human.Bytes(ni.NarSize))
 			case "signed":
 				fmt.Fprintf(e.stderr, "signed %s (the cache had it, without our signature)\n", path)
 			}
@@ -151,7 +155,11 @@ func runPush(ctx context.Context, e *env, opts pushOptions, args []string) error
 	there := len(res.Skipped) + len(res.Signed)
 	summary := fmt.Sprintf("pushed %d %s to %s: %d uploaded", len(paths), plural(len(paths), "root", "roots"), up.URL(), len(res.Uploaded))
 	if len(res.Uploaded) > 0 {
-		summary += fmt.Sprintf(" (%s, NAR %s)", human.Bytes(res.FileBytes), human.Bytes(narBytes))
+		summary += fmt.Sprintf(" (%s, NAR %s", human.Bytes(res.FileBytes), human.Bytes(narBytes))
+		if n := len(res.Replaced); n > 0 {
+			summary += fmt.Sprintf("; %d replacing a narinfo that could not be kept", n)
+		}
+		summary += ")"
 	}
 	summary += fmt.Sprintf(", %d already there", there)
 	if len(res.Signed) > 0 {

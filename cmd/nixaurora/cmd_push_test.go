@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -496,5 +497,176 @@ func TestJobRoots(t *testing.T) {
 	doc.Jobs[0].Task.Processes[0].Cmdline = &bad
 	if _, err := jobRoots("job.json", doc.Jobs); err == nil || !strings.Contains(err.Error(), "job.json: job c/r/devel/a: process nix_init") {
 		t.Errorf("bad path: %v", err)
+	}
+}
+
+// pushPromptly runs push, failing the test if it has not ended within a
+// minute. Then it keeps unblocking the FIFOs in the cache dir for a while,
+// so that the push ends and nothing is left hanging.
+func pushPromptly(t *testing.T, dir string, args ...string) (int, string) {
+	t.Helper()
+	type out struct {
+		code   int
+		stderr string
+	}
+	done := make(chan out, 1)
+	go func() {
+		code, _, errOut := runCLI(t, args...)
+		done <- out{code, errOut}
+	}()
+	select {
+	case o := <-done:
+		return o.code, o.stderr
+	case <-time.After(time.Minute):
+	}
+	for range 300 {
+		filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+			if err == nil && d.Type()&fs.ModeNamedPipe != 0 {
+				// A reader blocked in open(2) gets its file, then EOF.
+				if f, err := os.OpenFile(p, os.O_RDWR, 0); err == nil {
+					f.Close()
+				}
+			}
+			return nil
+		})
+		select {
+		case o := <-done:
+			t.Fatalf("push %q ran for over a minute (it ended only once its FIFOs were opened for writing)\n%s", args, o.stderr)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	t.Fatalf("push %q still running after a minute and a half", args)
+	return 0, ""
+}
+
+// storeNarInfo is the narinfo push writes for p, as far as the store
+// decides it: NarHash, NarSize and References.
+func storeNarInfo(t *testing.T, p string) *binarycache.NarInfo {
+	t.Helper()
+	q := func(args ...string) []string {
+		out, err := exec.Command("nix-store", append([]string{"-q"}, append(args, p)...)...).Output()
+		if err != nil {
+			t.Fatalf("nix-store -q %q %s: %v", args, p, err)
+		}
+		return strings.Fields(string(out))
+	}
+	ni := &binarycache.NarInfo{StorePath: p, NarHash: q("--hash")[0]}
+	if _, err := fmt.Sscan(q("--size")[0], &ni.NarSize); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range q("--references") {
+		ni.References = append(ni.References, strings.TrimPrefix(r, binarycache.StoreDir+"/"))
+	}
+	slices.Sort(ni.References)
+	return ni
+}
+
+// A narinfo planted in the cache (valid, for the right store path, signed
+// by another key) is not re-signed unless it matches the store and its NAR
+// is there, with its FileSize: push uploads the NAR and narinfo afresh, says
+// so, and a node then substitutes everything.
+func TestPushPlantedNarInfo(t *testing.T) {
+	testnix.Require(t)
+	sk, pk := pushKey(t)
+	otherSK, _ := pushKey(t)
+	other, err := binarycache.LoadSecretKey(otherSK)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fx := testnode.Chain(t, "push-planted", 1, 4, 4096)
+	dir := cacheDir(t)
+	os.Mkdir(filepath.Join(dir, "nar"), 0o755)
+
+	plant := func(p string, edit func(ni *binarycache.NarInfo)) {
+		ni := storeNarInfo(t, p)
+		ni.URL, ni.Compression = "nar/"+binarycache.HashPart(p)+"-planted.nar", "none"
+		ni.Deriver = "00000000000000000000000000000000-planted.drv"
+		edit(ni)
+		if err := binarycache.Sign(ni, other); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, binarycache.HashPart(p)+".narinfo"), []byte(ni.String()), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lv := fx.Levels[0]
+	// Another NAR hash; its (planted) NAR is there.
+	plant(lv[0], func(ni *binarycache.NarInfo) {
+		ni.NarHash = "sha256:1b8m03r63zqhnjf7l5wnldhh7c134ap5vpj0850ymkq1iyzicy5s"
+		os.WriteFile(filepath.Join(dir, ni.URL), []byte("not a NAR"), 0o644)
+	})
+	// What the store has, but no NAR.
+	plant(lv[1], func(ni *binarycache.NarInfo) {})
+	// What the store has, and the NAR is a FIFO.
+	plant(lv[2], func(ni *binarycache.NarInfo) {
+		if err := syscall.Mkfifo(filepath.Join(dir, ni.URL), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	})
+	// What the store has, and a NAR shorter than its FileSize.
+	plant(lv[3], func(ni *binarycache.NarInfo) {
+		ni.FileSize = ni.NarSize
+		os.WriteFile(filepath.Join(dir, ni.URL), []byte("short"), 0o644)
+	})
+
+	code, errOut := pushPromptly(t, dir, "push", "--to", "file://"+dir, "--secret-key", sk, fx.Root)
+	if code != exitOK {
+		t.Fatalf("push: exit %d\n%s", code, errOut)
+	}
+	for i, why := range []string{"has NarHash sha256:1b8m03r63zqhnjf7l5wnldhh7c134ap5vpj0850ymkq1iyzicy5s", "which cannot be read: " + binarycache.ErrNotFound.Error(),
+		"not a regular file (a FIFO)", fmt.Sprintf("which is not %d bytes long", storeNarInfo(t, lv[3]).NarSize)} {
+		if !strings.Contains(errOut, "re-uploaded "+lv[i]+" (") || !strings.Contains(errOut, why) {
+			t.Errorf("push does not say it re-uploaded %s because the narinfo %s:\n%s", lv[i], why, errOut)
+		}
+	}
+	if n := countLines(errOut, "signed "); n != 0 {
+		t.Errorf("push signed %d planted narinfos:\n%s", n, errOut)
+	}
+	if !strings.Contains(errOut, fmt.Sprintf("%d uploaded (", len(fx.Closure))) || !strings.Contains(errOut, "; 4 replacing a narinfo that could not be kept)") {
+		t.Errorf("summary:\n%s", errOut)
+	}
+	substitute(t, "file://"+dir, pk, fx.Roots, fx.Closure)
+}
+
+// FIFOs in a file:// cache (a closure index, a narinfo, nix-cache-info) do
+// not hang push: it refuses them at once, replacing the files it writes
+// anyway, and fails naming nix-cache-info.
+func TestPushFIFOsInCache(t *testing.T) {
+	testnix.Require(t)
+	sk, pk := pushKey(t)
+	fx := testnode.Chain(t, "push-fifo", 1, 1, 1024)
+
+	dir := cacheDir(t)
+	index := filepath.Join(dir, binarycache.ClosureIndexName(fx.Root))
+	narinfo := filepath.Join(dir, binarycache.HashPart(fx.Levels[0][0])+".narinfo")
+	for _, f := range []string{index, narinfo} {
+		if err := syscall.Mkfifo(f, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	code, errOut := pushPromptly(t, dir, "push", "--to", "file://"+dir, "--secret-key", sk, fx.Root)
+	if code != exitOK {
+		t.Fatalf("push: exit %d\n%s", code, errOut)
+	}
+	for _, want := range []string{index + ": not a regular file (a FIFO)", narinfo + ": not a regular file (a FIFO)", "re-uploaded " + fx.Levels[0][0]} {
+		if !strings.Contains(errOut, want) {
+			t.Errorf("push does not say %q:\n%s", want, errOut)
+		}
+	}
+	for _, f := range []string{index, narinfo} {
+		if fi, err := os.Lstat(f); err != nil || !fi.Mode().IsRegular() {
+			t.Errorf("%s after push: %v %v", f, fi, err)
+		}
+	}
+	checkIndexes(t, "file://"+dir, pk, fx.Roots, fx.Closure)
+
+	dir = cacheDir(t)
+	info := filepath.Join(dir, "nix-cache-info")
+	if err := syscall.Mkfifo(info, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, errOut = pushPromptly(t, dir, "push", "--to", "file://"+dir, "--secret-key", sk, fx.Root)
+	if code != exitFailure || !strings.Contains(errOut, info+": not a regular file (a FIFO)") {
+		t.Errorf("push to a cache whose nix-cache-info is a FIFO: exit %d\n%s", code, errOut)
 	}
 }
