@@ -334,18 +334,18 @@ func TestRegistrar(t *testing.T) {
 	}
 	r := ls.NewRegistrar(context.Background())
 	half := len(regs) / 2 // references first: the first half stands alone
-	r.Prepare()
+	r.Prepare(nil)
 	if err := r.Register(regs[:half]); err != nil {
 		t.Fatal(err)
 	}
 	if bad := node.Invalid(t, fx.Closure[:half]...); len(bad) > 0 {
 		t.Fatalf("first batch not valid: %v", bad)
 	}
-	r.Prepare()
+	r.Prepare(nil)
 	if err := r.Register(regs[half:]); err != nil {
 		t.Fatal(err)
 	}
-	r.Prepare()
+	r.Prepare(nil)
 	r.Close()
 	if bad := node.Invalid(t, fx.Closure...); len(bad) > 0 {
 		t.Fatalf("not valid: %v", bad)
