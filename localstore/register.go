@@ -165,11 +165,13 @@ func (s *Store) startLoadDB(ctx context.Context, locks []*PathLock) (*loadDB, er
 			l.locks[lk] = true
 		}
 	}
-	// The signal comes when the thread that started the child ends, not
-	// the process: the start runs on a thread of its own for its
-	// duration, which then goes back to the runtime's pool (threads there
-	// end only when a goroutine locked to one exits, which nix-init never
-	// does), so in practice it comes when nix-init dies.
+	// Pdeathsig fires when the thread that forked the child ends, not the
+	// process. LockOSThread keeps Start on one thread, which then goes
+	// back to the runtime's pool, where threads end only when a goroutine
+	// locked to one exits (nix-init has none): the signal comes when
+	// nix-init dies. The inherited locks, not the signal, make a kill
+	// safe: a child killed early is a failed registration, whose outcome
+	// the caller asks the store about.
 	l.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	var err error
 	if l.stdin, err = l.cmd.StdinPipe(); err == nil {
