@@ -70,6 +70,8 @@ func holdDB(t *testing.T, node *testnode.Node) (release func()) {
 	t.Helper()
 	db := filepath.Join(node.Root, "nix/var/nix/db/db.sqlite")
 	cmd := exec.Command("sqlite3", db)
+	var errs bytes.Buffer
+	cmd.Stderr = &errs
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -77,7 +79,8 @@ func holdDB(t *testing.T, node *testnode.Node) (release func()) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	fmt.Fprintln(stdin, "BEGIN IMMEDIATE;")
+	// It waits for the lock, which a probe below may hold for an instant.
+	fmt.Fprintln(stdin, ".timeout 10000\nBEGIN IMMEDIATE;")
 	done := false
 	release = func() {
 		if !done {
@@ -95,7 +98,8 @@ func holdDB(t *testing.T, node *testnode.Node) (release func()) {
 			return release
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("sqlite3 did not take the write lock of %s: %s", db, out)
+			release()
+			t.Fatalf("sqlite3 did not take the write lock of %s: %s %s", db, out, errs.String())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -5,6 +5,7 @@ package main
 // failure, a closure whose files were deleted behind the store's back.
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
@@ -41,6 +42,8 @@ func holdNodeDB(t *testing.T, r *rig) (release func()) {
 	t.Helper()
 	db := filepath.Join(r.node.Root, "nix/var/nix/db/db.sqlite")
 	cmd := r.sb.Command("sqlite3", db)
+	var errs bytes.Buffer
+	cmd.Stderr = &errs
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -48,7 +51,8 @@ func holdNodeDB(t *testing.T, r *rig) (release func()) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	fmt.Fprintln(stdin, "BEGIN IMMEDIATE;")
+	// It waits for the lock, which a probe below may hold for an instant.
+	fmt.Fprintln(stdin, ".timeout 10000\nBEGIN IMMEDIATE;")
 	released := false
 	release = func() {
 		if !released {
@@ -57,7 +61,12 @@ func holdNodeDB(t *testing.T, r *rig) (release func()) {
 			cmd.Wait()
 		}
 	}
-	t.Cleanup(release)
+	t.Cleanup(func() {
+		if t.Failed() && errs.Len() > 0 {
+			t.Logf("sqlite3 holding %s: %s", db, errs.String())
+		}
+	})
+	t.Cleanup(release) // first: sqlite3 has ended when errs is read
 	// sqlite3 buffers its output: the lock is seen from outside.
 	waitFor(t, 10*time.Second, "sqlite3's write lock on "+db, func() bool {
 		out, _ := r.sb.Command("sqlite3", db, "BEGIN IMMEDIATE; ROLLBACK;").CombinedOutput()
