@@ -78,7 +78,30 @@ func TestUnpackCanonical(t *testing.T) {
 		t.Fatalf("the unpacked tree dumps to another NAR")
 	}
 	t.Cleanup(func() { RemoveAll(target) })
-	err = filepath.WalkDir(target, func(p string, d fs.DirEntry, err error) error {
+	checkCanonical(t, target)
+}
+
+// TestUnpackUmask: the modes are Nix's under a umask that takes every
+// permission from group and others (which `--verify --check-contents`
+// does not notice).
+func TestUnpackUmask(t *testing.T) {
+	target := filepath.Join(t.TempDir(), "out")
+	nar := dump(t, tree(t))
+	old := syscall.Umask(0o077) // no test here runs in parallel
+	_, err := Unpack(target, bytes.NewReader(nar))
+	syscall.Umask(old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { RemoveAll(target) })
+	checkCanonical(t, target)
+}
+
+// checkCanonical checks the modes and mtimes of the tree at target (made
+// from tree).
+func checkCanonical(t *testing.T, target string) {
+	t.Helper()
+	err := filepath.WalkDir(target, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -311,18 +334,18 @@ func TestRegistrar(t *testing.T) {
 	}
 	r := ls.NewRegistrar(context.Background())
 	half := len(regs) / 2 // references first: the first half stands alone
-	r.Prepare()
+	r.Prepare(nil)
 	if err := r.Register(regs[:half]); err != nil {
 		t.Fatal(err)
 	}
 	if bad := node.Invalid(t, fx.Closure[:half]...); len(bad) > 0 {
 		t.Fatalf("first batch not valid: %v", bad)
 	}
-	r.Prepare()
+	r.Prepare(nil)
 	if err := r.Register(regs[half:]); err != nil {
 		t.Fatal(err)
 	}
-	r.Prepare()
+	r.Prepare(nil)
 	r.Close()
 	if bad := node.Invalid(t, fx.Closure...); len(bad) > 0 {
 		t.Fatalf("not valid: %v", bad)

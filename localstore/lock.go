@@ -53,17 +53,23 @@ func TryLock(realPath string) (*PathLock, error) {
 // deleted under it.
 const staleRetries = 100
 
-// Unlock releases the lock. With done (the path is valid now), it deletes
-// the lock file as Nix does, marking it stale first for processes that
-// opened it and wait for it; without, it keeps it, as Nix does after a
-// failed import.
-func (l *PathLock) Unlock(done bool) {
+// Unlock releases the lock. With remove, it first deletes the lock file
+// as Nix does, marking it stale for processes that opened it and wait for
+// it (they then open the path's lock file again). nix-init removes it on
+// every exit path, valid or not: the file protects nothing once released,
+// and one left per failed path would pile up in the store. Without remove
+// it keeps the file, as Nix does after a failed import.
+//
+// A file that cannot be unlinked is not marked: a marked file that stays
+// at its path would make every later TryLock fail.
+func (l *PathLock) Unlock(remove bool) {
 	if l == nil || l.f == nil {
 		return
 	}
-	if done {
-		os.Remove(l.f.Name())
-		l.f.Write([]byte("d"))
+	if remove {
+		if err := os.Remove(l.f.Name()); err == nil {
+			l.f.Write([]byte("d"))
+		}
 	}
 	l.f.Close()
 	l.f = nil

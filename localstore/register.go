@@ -8,8 +8,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 
@@ -23,6 +25,9 @@ type Registration struct {
 	NarSize    uint64   //
 	Deriver    string   // full path, or ""
 	References []string // full paths, each valid already or in the same batch
+	// Lock is the caller's lock of Path (nil for none): the registering
+	// process holds it too, until it exits.
+	Lock *PathLock
 }
 
 // Store is a local store this process owns.
@@ -53,6 +58,16 @@ func (s *Store) RealPath(storePath string) string {
 // own transaction. Prepare starts the next batch's nix-store ahead of
 // time, so that its start (about 20 ms, the same C++ binary as every Nix
 // command) overlaps the wait for the batch.
+//
+// A registration and the locks of its paths live and die together. Each
+// nix-store inherits the lock files of its batch (flocks belong to the
+// open file, so they stay held while any process has it open), and is
+// killed when this process dies (Pdeathsig). Without the first, a
+// nix-store that outlived a killed nix-init (waiting for a busy database)
+// could commit after another run took the locks, found the paths invalid
+// and removed their files: valid paths with nothing on disk. Without the
+// second, such an orphan would keep the locks (and the database) for as
+// long as the database stays busy.
 type Registrar struct {
 	s     *Store
 	ctx   context.Context
@@ -64,17 +79,24 @@ func (s *Store) NewRegistrar(ctx context.Context) *Registrar {
 	return &Registrar{s: s, ctx: ctx}
 }
 
-// Prepare starts the process of the next batch, if none is waiting. A
-// process that cannot start is reported by the next Register.
-func (r *Registrar) Prepare() {
+// Prepare starts the process of the next batch, if none is waiting,
+// holding locks: those of every path the batch may have. A process that
+// cannot start is reported by the next Register.
+func (r *Registrar) Prepare(locks []*PathLock) {
 	if r.spare == nil {
-		r.spare, _ = r.s.startLoadDB(r.ctx)
+		r.spare, _ = r.s.startLoadDB(r.ctx, locks)
 	}
 }
 
 // Register makes regs valid in one transaction: all of them or none, through
 // the prepared process if there is one. Each must have been unpacked with
-// Unpack from a NAR whose hash is its NarHash, and be locked by the caller.
+// Unpack from a NAR whose hash is its NarHash, and be locked by the caller
+// (its Lock). A prepared process that does not hold every Lock of regs is
+// ended unused, and another one started.
+//
+// An error means that the outcome is unknown when the process was killed
+// (the context, or this process's death): the caller must ask the store
+// whether the paths are valid before it removes any.
 //
 // It runs `nix-store --load-db`, which registers what it reads without
 // touching the files (they are already canonical, and Nix's
@@ -86,11 +108,21 @@ func (r *Registrar) Register(regs []Registration) error {
 	if len(regs) == 0 {
 		return nil
 	}
+	var locks []*PathLock
+	for _, reg := range regs {
+		if reg.Lock != nil {
+			locks = append(locks, reg.Lock)
+		}
+	}
 	l := r.spare
 	r.spare = nil
+	if l != nil && !l.holds(locks) {
+		l.finish(nil)
+		l = nil
+	}
 	if l == nil {
 		var err error
-		if l, err = r.s.startLoadDB(r.ctx); err != nil {
+		if l, err = r.s.startLoadDB(r.ctx, locks); err != nil {
 			return err
 		}
 	}
@@ -112,10 +144,11 @@ type loadDB struct {
 	cmd    *exec.Cmd
 	stdin  io.WriteCloser
 	stderr bytes.Buffer
+	locks  map[*PathLock]bool // the locks it holds
 }
 
-func (s *Store) startLoadDB(ctx context.Context) (*loadDB, error) {
-	l := &loadDB{s: s, prog: s.NixStore}
+func (s *Store) startLoadDB(ctx context.Context, locks []*PathLock) (*loadDB, error) {
+	l := &loadDB{s: s, prog: s.NixStore, locks: map[*PathLock]bool{}}
 	if l.prog == "" {
 		l.prog = "nix-store"
 	}
@@ -126,14 +159,40 @@ func (s *Store) startLoadDB(ctx context.Context) (*loadDB, error) {
 	l.cmd = exec.CommandContext(ctx, l.prog, "--store", storeArg, "--load-db")
 	l.cmd.Env = append(withoutNixRemote(os.Environ()), s.Env...)
 	l.cmd.Stderr = &l.stderr
+	for _, lk := range locks {
+		if lk != nil && lk.f != nil {
+			l.cmd.ExtraFiles = append(l.cmd.ExtraFiles, lk.f)
+			l.locks[lk] = true
+		}
+	}
+	// Pdeathsig fires when the thread that forked the child ends, not the
+	// process. LockOSThread keeps Start on one thread, which then goes
+	// back to the runtime's pool, where threads end only when a goroutine
+	// locked to one exits (nix-init has none): the signal comes when
+	// nix-init dies. The inherited locks, not the signal, make a kill
+	// safe: a child killed early is a failed registration, whose outcome
+	// the caller asks the store about.
+	l.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	var err error
 	if l.stdin, err = l.cmd.StdinPipe(); err == nil {
+		runtime.LockOSThread()
 		err = l.cmd.Start()
+		runtime.UnlockOSThread()
 	}
 	if err != nil {
 		return nil, fmt.Errorf("register paths in %s: start %s --load-db: %w", s.Dir, l.prog, err)
 	}
 	return l, nil
+}
+
+// holds reports whether the process holds every one of locks.
+func (l *loadDB) holds(locks []*PathLock) bool {
+	for _, lk := range locks {
+		if !l.locks[lk] {
+			return false
+		}
+	}
+	return true
 }
 
 // finish writes regs, ends the input and waits for the transaction.

@@ -140,7 +140,13 @@ func writeFile(p string, h *nar.Header, r *nar.Reader, buf []byte) error {
 		return &fs.PathError{Op: "create", Path: p, Err: err}
 	}
 	f := os.NewFile(uintptr(fd), p)
-	n, err := io.CopyBuffer(fileWriter{f}, fileReader{r}, buf)
+	// The mode given to open is cut by the umask (077 made 0400): Nix's
+	// modes are exact whatever it is.
+	err = unix.Fchmod(fd, mode)
+	var n int64
+	if err == nil {
+		n, err = io.CopyBuffer(fileWriter{f}, fileReader{r}, buf)
+	}
 	if err == nil && n != h.Size {
 		err = io.ErrUnexpectedEOF
 	}

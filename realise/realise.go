@@ -250,6 +250,9 @@ func realiseOn(ctx context.Context, conn *store.Conn, cfg *Config, roots []Root,
 			return &NotFoundError{Paths: still, Caches: cfg.Substituters}
 		}
 	}
+	if err := checkComplete(ctx, conn, paths, cfg.logf); err != nil {
+		return err
+	}
 	validSet := pathSet(valid)
 	for i, r := range roots {
 		link, err := gcroots.Add(ctx, conn, cfg.GCRootDir, r.Name, r.Path)

@@ -62,23 +62,17 @@ func (d *Direct) fetchLocal(ctx context.Context, s *Session, plan *binarycache.P
 	reg := ls.NewRegistrar(ctx)
 	defer func() {
 		reg.Close()
+		if len(parked) == 0 {
+			return
+		}
+		// Even when interrupted, but not for long: nix-store waits for a
+		// busy database.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), keepTimeout)
+		defer cancel()
 		// Whatever failed, what was verified and unpacked is kept when it
 		// can be registered, so that a retry fetches only the rest.
-		if err != nil && len(parked) > 0 {
-			// Even when interrupted, but not for long: nix-store waits
-			// for a busy database.
-			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), keepTimeout)
-			if rerr := d.register(rctx, s, ls.NewRegistrar(rctx), parked, valid); rerr == nil {
-				parked = d.unregistered(parked, valid)
-			}
-			cancel()
-		}
-		for _, j := range d.unregistered(parked, valid) { // never a valid path
-			if rerr := localstore.RemoveAll(ls.RealPath(j.pp.Path)); rerr != nil {
-				logf("cannot remove the unregistered %s: %v", ls.RealPath(j.pp.Path), rerr)
-			}
-			j.lock.Unlock(false)
-		}
+		d.register(rctx, s, ls.NewRegistrar(rctx), parked, valid)
+		d.removeUnregistered(rctx, s, d.unregistered(parked, valid), logf)
 	}()
 	for first := true; len(todo) > 0 || len(parked) > 0; first = false {
 		if !first {
@@ -93,7 +87,7 @@ func (d *Direct) fetchLocal(ctx context.Context, s *Session, plan *binarycache.P
 			lock, err := localstore.TryLock(ls.RealPath(j.pp.Path))
 			if err != nil {
 				for _, m := range mine {
-					m.lock.Unlock(false)
+					m.lock.Unlock(true)
 				}
 				return fmt.Errorf("lock %s in %s: %w", j.pp.Path, ls.Dir, err)
 			}
@@ -110,7 +104,7 @@ func (d *Direct) fetchLocal(ctx context.Context, s *Session, plan *binarycache.P
 			nowValid, err := s.Conn.QueryValidPaths(ctx, jobPaths(mine), false)
 			if err != nil {
 				for _, m := range mine {
-					m.lock.Unlock(false)
+					m.lock.Unlock(true)
 				}
 				return fmt.Errorf("query valid paths: %w", err)
 			}
@@ -120,7 +114,7 @@ func (d *Direct) fetchLocal(ctx context.Context, s *Session, plan *binarycache.P
 			fresh := mine[:0]
 			for _, j := range mine {
 				if valid[j.pp.Path] {
-					j.lock.Unlock(false)
+					j.lock.Unlock(true)
 				} else {
 					fresh = append(fresh, j)
 				}
@@ -138,6 +132,33 @@ func (d *Direct) fetchLocal(ctx context.Context, s *Session, plan *binarycache.P
 // keepTimeout bounds the registration of what a failed run verified and
 // unpacked.
 const keepTimeout = 10 * time.Second
+
+// removeUnregistered removes the files and lock files of jobs, which a
+// failed run holds locked and did not register, but only those the store
+// says are invalid: a registration that failed may have committed all the
+// same (its nix-store was killed, or its answer was lost), and removing a
+// valid path's files would leave it valid with nothing on disk. When the
+// store cannot tell, the files stay: the next run that takes a path's
+// lock removes them if the path is invalid.
+func (d *Direct) removeUnregistered(ctx context.Context, s *Session, jobs []*localJob, logf func(string, ...any)) {
+	if len(jobs) == 0 {
+		return
+	}
+	ls := d.Local
+	nowValid, err := s.Conn.QueryValidPaths(ctx, jobPaths(jobs), false)
+	if err != nil {
+		logf("keeping the files of %d paths whose registration failed in %s: cannot tell whether they are valid (%v); the next run removes those that are not", len(jobs), ls.Dir, err)
+	}
+	isValid := pathSet(nowValid)
+	for _, j := range jobs {
+		if err == nil && !isValid[j.pp.Path] {
+			if rerr := localstore.RemoveAll(ls.RealPath(j.pp.Path)); rerr != nil {
+				logf("cannot remove the unregistered %s: %v", ls.RealPath(j.pp.Path), rerr)
+			}
+		}
+		j.lock.Unlock(true)
+	}
+}
 
 // minWave is the fewest registrable paths worth a registration while
 // downloads go on (each costs a nix-store process).
@@ -184,7 +205,7 @@ func (d *Direct) unpackRegistering(ctx context.Context, s *Session, reg *localst
 			// The next nix-store starts ahead when a batch draws near:
 			// half a wave waiting, or the last wave's worth left.
 			if waiting >= wave/2 || left <= wave {
-				reg.Prepare()
+				reg.Prepare(jobLocks(*parked))
 			}
 			if waiting < wave {
 				continue
@@ -272,7 +293,7 @@ func (d *Direct) register(ctx context.Context, s *Session, reg *localstore.Regis
 			continue
 		}
 		ni := j.pp.Info
-		r := localstore.Registration{Path: j.pp.Path, NarHash: ni.NarHash, NarSize: ni.NarSize, References: j.refs}
+		r := localstore.Registration{Path: j.pp.Path, NarHash: ni.NarHash, NarSize: ni.NarSize, References: j.refs, Lock: j.lock}
 		if drv := binarycache.StoreDir + "/" + ni.Deriver; ni.Deriver != "" && store.ValidatePath(drv) == nil {
 			r.Deriver = drv
 		}
@@ -316,6 +337,15 @@ func (d *Direct) unregistered(jobs []*localJob, valid map[string]bool) []*localJ
 		if !valid[j.pp.Path] {
 			out = append(out, j)
 		}
+	}
+	return out
+}
+
+// jobLocks are the locks of jobs: every lock a batch of theirs may need.
+func jobLocks(jobs []*localJob) []*localstore.PathLock {
+	out := make([]*localstore.PathLock, len(jobs))
+	for i, j := range jobs {
+		out[i] = j.lock
 	}
 	return out
 }
