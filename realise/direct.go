@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -14,6 +15,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sync/semaphore"
+	"golang.org/x/sys/unix"
 
 	"github.com/nix-aurora/nix-aurora/binarycache"
 	"github.com/nix-aurora/nix-aurora/internal/human"
@@ -820,9 +822,32 @@ func (sp *spool) discard() {
 	putChunks(sp.chunks)
 	sp.chunks = nil
 	if sp.file != nil {
-		sp.file.Close()
-		os.Remove(sp.file.Name())
+		sp.file.Close() // nameless: closing frees it
 	}
+}
+
+// anonymousFile opens a read-write file in dir that has no name, so that
+// nothing is left behind however the process ends (a SIGKILL included):
+// O_TMPFILE where the filesystem supports it, else a file unlinked right
+// after it is created. The open descriptor is the only way to it.
+func anonymousFile(dir string) (*os.File, error) {
+	fd, err := unix.Open(dir, unix.O_TMPFILE|unix.O_RDWR|unix.O_CLOEXEC, 0o600)
+	if err == nil {
+		return os.NewFile(uintptr(fd), filepath.Join(dir, "nix-init-spool.nar (deleted)")), nil
+	}
+	if !errors.Is(err, unix.EOPNOTSUPP) && !errors.Is(err, unix.EISDIR) && !errors.Is(err, unix.EINVAL) {
+		return nil, &os.PathError{Op: "open O_TMPFILE", Path: dir, Err: err}
+	}
+	// No O_TMPFILE here (EISDIR: a kernel that predates it).
+	f, err := os.CreateTemp(dir, "nix-init-*.nar")
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Remove(f.Name()); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("unlink temporary file: %w", err)
+	}
+	return f, nil
 }
 
 // download streams pp's NAR into memory (room for NarSize bytes) or a new
@@ -845,7 +870,7 @@ func (d *Direct) download(ctx context.Context, pp binarycache.PlannedPath, inMem
 		if dir == "" {
 			dir = os.TempDir()
 		}
-		if sp.file, err = os.CreateTemp(dir, "nix-init-*.nar"); err != nil {
+		if sp.file, err = anonymousFile(dir); err != nil {
 			return nil, &binarycache.Error{Op: "download NAR", Path: pp.Path, Cache: pp.Cache.URL(), Err: fmt.Errorf("temporary file: %w", err)}
 		}
 	}
