@@ -218,6 +218,9 @@ func (d *Direct) substituteNow(ctx context.Context, s *Session, paths []string) 
 			return d.fallback(ctx, s, paths, "no substituters configured",
 				errors.New("direct substitution unavailable (no substituters configured), and no fallback"))
 		}
+		if err := refusedCaches(failed); err != nil {
+			return err
+		}
 		return d.fallback(ctx, s, paths, "no substituter can be read: "+describeFailures(failed),
 			fmt.Errorf("direct substitution unavailable (no substituter can be read), and no fallback: %w", errList(failed)))
 	}
@@ -241,6 +244,9 @@ func (d *Direct) substituteNow(ctx context.Context, s *Session, paths []string) 
 			return fmt.Errorf("cannot tell whether a substituter has %s: %s do not, and %w",
 				missing, strings.Join(nf.Caches, ", "), errList(transient))
 		case len(failed) > 0:
+			if err := refusedCaches(failed); err != nil {
+				return fmt.Errorf("%w, and %w", nf, err)
+			}
 			return d.fallback(ctx, s, paths, fmt.Sprintf("%s is in none of the substituters nix-init can read, and it cannot read %s",
 				missing, describeFailures(failed)), fmt.Errorf("%w; nix-init cannot read %s", nf, describeFailures(failed)))
 		}
@@ -306,6 +312,25 @@ func (d *Direct) open(ctx context.Context, roots []string, logf func(string, ...
 		}
 	}
 	return caches, failed, nil
+}
+
+// refusedCaches returns the failures of caches that answered with
+// something nix-init refuses (an endless or malformed nix-cache-info, a
+// page that is no binary cache...), or nil when every cache that failed is
+// one nix-init cannot speak to at all. Only then may the daemon take over:
+// it would read a refused cache too, with fewer checks and no bound on
+// what it buffers.
+func refusedCaches(failed []error) error {
+	var refused []error
+	for _, e := range failed {
+		if !errors.Is(e, binarycache.ErrUnsupported) {
+			refused = append(refused, e)
+		}
+	}
+	if len(refused) == 0 {
+		return nil
+	}
+	return &RefusedCacheError{Errs: refused}
 }
 
 // fallback hands paths to the Fallback substituter, saying why; without
