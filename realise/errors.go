@@ -52,7 +52,7 @@ type RefusedCacheError struct {
 }
 
 func (e *RefusedCacheError) Error() string {
-	return fmt.Sprintf("refusing %s %s; not letting the daemon substitute instead, it would read %s too",
+	return fmt.Sprintf("refusing %s %s; the daemon is not asked to substitute instead (it would read %s too)",
 		plural(len(e.Errs), "substituter", "substituters"), describeFailures(e.Errs), plural(len(e.Errs), "it", "them"))
 }
 
