@@ -56,8 +56,9 @@ const (
 //     temp roots match invalid paths too, by hash part);
 //  4. downloads the NARs, Jobs at a time, references first, each streamed
 //     through the strict NAR reader into memory (within Memory) or, when
-//     large, into a temporary file (the cache client checks NarSize and
-//     NarHash at the end);
+//     large, into a temporary file that has no name, so that no kill
+//     leaves it behind (the cache client checks NarSize and NarHash at the
+//     end);
 //  5. imports each path as soon as its download is complete and all its
 //     references are valid, on a pool of at most Imports connections, so
 //     independent paths import in parallel.
@@ -72,10 +73,12 @@ const (
 // paths it imports are exactly those whose narinfos it verified, and the
 // store is told not to check again.
 //
-// When direct substitution cannot be used (no caches, none of them can be
-// opened, e.g. an s3:// URL, or a path missing from all the caches it can
-// read while some it cannot read might have it), Fallback substitutes
-// instead. Signature and hash failures never fall back.
+// When direct substitution cannot be used (no caches, or caches of a type
+// it cannot speak to, e.g. an s3:// URL, that are all that opened or might
+// have a path missing from the others), Fallback substitutes instead. A
+// reachable cache that sent something refused (an endless nix-cache-info,
+// a page that is no binary cache) never falls back, nor do signature and
+// hash failures: the daemon would read the same content.
 type Direct struct {
 	// URLs are the binary caches (nix.conf's substituters), opened at each
 	// Substitute call that has something to fetch: a run where everything
