@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -14,6 +15,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sync/semaphore"
+	"golang.org/x/sys/unix"
 
 	"github.com/nix-aurora/nix-aurora/binarycache"
 	"github.com/nix-aurora/nix-aurora/internal/human"
@@ -54,8 +56,9 @@ const (
 //     temp roots match invalid paths too, by hash part);
 //  4. downloads the NARs, Jobs at a time, references first, each streamed
 //     through the strict NAR reader into memory (within Memory) or, when
-//     large, into a temporary file (the cache client checks NarSize and
-//     NarHash at the end);
+//     large, into a temporary file that has no name, so that no kill
+//     leaves it behind (the cache client checks NarSize and NarHash at the
+//     end);
 //  5. imports each path as soon as its download is complete and all its
 //     references are valid, on a pool of at most Imports connections, so
 //     independent paths import in parallel.
@@ -70,10 +73,12 @@ const (
 // paths it imports are exactly those whose narinfos it verified, and the
 // store is told not to check again.
 //
-// When direct substitution cannot be used (no caches, none of them can be
-// opened, e.g. an s3:// URL, or a path missing from all the caches it can
-// read while some it cannot read might have it), Fallback substitutes
-// instead. Signature and hash failures never fall back.
+// When direct substitution cannot be used (no caches, or caches of a type
+// it cannot speak to, e.g. an s3:// URL, that are all that opened or might
+// have a path missing from the others), Fallback substitutes instead. A
+// reachable cache that sent something refused (an endless nix-cache-info,
+// a page that is no binary cache) never falls back, nor do signature and
+// hash failures: the daemon would read the same content.
 type Direct struct {
 	// URLs are the binary caches (nix.conf's substituters), opened at each
 	// Substitute call that has something to fetch: a run where everything
@@ -216,6 +221,9 @@ func (d *Direct) substituteNow(ctx context.Context, s *Session, paths []string) 
 			return d.fallback(ctx, s, paths, "no substituters configured",
 				errors.New("direct substitution unavailable (no substituters configured), and no fallback"))
 		}
+		if err := refusedCaches(failed); err != nil {
+			return err
+		}
 		return d.fallback(ctx, s, paths, "no substituter can be read: "+describeFailures(failed),
 			fmt.Errorf("direct substitution unavailable (no substituter can be read), and no fallback: %w", errList(failed)))
 	}
@@ -239,6 +247,9 @@ func (d *Direct) substituteNow(ctx context.Context, s *Session, paths []string) 
 			return fmt.Errorf("cannot tell whether a substituter has %s: %s do not, and %w",
 				missing, strings.Join(nf.Caches, ", "), errList(transient))
 		case len(failed) > 0:
+			if err := refusedCaches(failed); err != nil {
+				return fmt.Errorf("%w, and %w", nf, err)
+			}
 			return d.fallback(ctx, s, paths, fmt.Sprintf("%s is in none of the substituters nix-init can read, and it cannot read %s",
 				missing, describeFailures(failed)), fmt.Errorf("%w; nix-init cannot read %s", nf, describeFailures(failed)))
 		}
@@ -304,6 +315,25 @@ func (d *Direct) open(ctx context.Context, roots []string, logf func(string, ...
 		}
 	}
 	return caches, failed, nil
+}
+
+// refusedCaches returns the failures of caches that answered with
+// something nix-init refuses (an endless or malformed nix-cache-info, a
+// page that is no binary cache...), or nil when every cache that failed is
+// one nix-init cannot speak to at all. Only then may the daemon take over:
+// it would read a refused cache too, with fewer checks and no bound on
+// what it buffers.
+func refusedCaches(failed []error) error {
+	var refused []error
+	for _, e := range failed {
+		if !errors.Is(e, binarycache.ErrUnsupported) {
+			refused = append(refused, e)
+		}
+	}
+	if len(refused) == 0 {
+		return nil
+	}
+	return &RefusedCacheError{Errs: refused}
 }
 
 // fallback hands paths to the Fallback substituter, saying why; without
@@ -820,9 +850,32 @@ func (sp *spool) discard() {
 	putChunks(sp.chunks)
 	sp.chunks = nil
 	if sp.file != nil {
-		sp.file.Close()
-		os.Remove(sp.file.Name())
+		sp.file.Close() // nameless: closing frees it
 	}
+}
+
+// anonymousFile opens a read-write file in dir that has no name, so that
+// nothing is left behind however the process ends (a SIGKILL included):
+// O_TMPFILE where the filesystem supports it, else a file unlinked right
+// after it is created. The open descriptor is the only way to it.
+func anonymousFile(dir string) (*os.File, error) {
+	fd, err := unix.Open(dir, unix.O_TMPFILE|unix.O_RDWR|unix.O_CLOEXEC, 0o600)
+	if err == nil {
+		return os.NewFile(uintptr(fd), filepath.Join(dir, "nix-init-spool.nar (deleted)")), nil
+	}
+	if !errors.Is(err, unix.EOPNOTSUPP) && !errors.Is(err, unix.EISDIR) && !errors.Is(err, unix.EINVAL) {
+		return nil, &os.PathError{Op: "open O_TMPFILE", Path: dir, Err: err}
+	}
+	// No O_TMPFILE here (EISDIR: a kernel that predates it).
+	f, err := os.CreateTemp(dir, "nix-init-*.nar")
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Remove(f.Name()); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("unlink temporary file: %w", err)
+	}
+	return f, nil
 }
 
 // download streams pp's NAR into memory (room for NarSize bytes) or a new
@@ -845,7 +898,7 @@ func (d *Direct) download(ctx context.Context, pp binarycache.PlannedPath, inMem
 		if dir == "" {
 			dir = os.TempDir()
 		}
-		if sp.file, err = os.CreateTemp(dir, "nix-init-*.nar"); err != nil {
+		if sp.file, err = anonymousFile(dir); err != nil {
 			return nil, &binarycache.Error{Op: "download NAR", Path: pp.Path, Cache: pp.Cache.URL(), Err: fmt.Errorf("temporary file: %w", err)}
 		}
 	}

@@ -44,6 +44,20 @@ func pronoun(n int) string {
 
 func (e *NotFoundError) Unwrap() error { return ErrNotSubstitutable }
 
+// RefusedCacheError is a substituter that answered with content nix-init
+// refuses (see refusedCaches): a permanent failure, never handed to the
+// daemon, that names each cache and says what it sent.
+type RefusedCacheError struct {
+	Errs []error // the caches' failures, each a *binarycache.Error
+}
+
+func (e *RefusedCacheError) Error() string {
+	return fmt.Sprintf("refusing %s %s; the daemon is not asked to substitute instead (it would read %s too)",
+		plural(len(e.Errs), "substituter", "substituters"), describeFailures(e.Errs), plural(len(e.Errs), "it", "them"))
+}
+
+func (e *RefusedCacheError) Unwrap() []error { return e.Errs }
+
 // DiagnosedError is a failure explained by what the daemon logged while it
 // happened. Nix 2.8 reports a substitution that failed as just "build of
 // 'P' failed", and a cache it could not reach at all as one that does not
@@ -99,7 +113,8 @@ func Transient(err error) bool {
 		return diag.Heal
 	}
 	var nf *NotFoundError
-	if errors.As(err, &nf) {
+	var rc *RefusedCacheError
+	if errors.As(err, &nf) || errors.As(err, &rc) {
 		return false
 	}
 	if errors.Is(err, context.DeadlineExceeded) {

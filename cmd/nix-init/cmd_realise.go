@@ -103,6 +103,12 @@ func runRealise(ctx context.Context, e *env, args []string) int {
 		}
 	}
 	if err != nil {
+		var stopped stoppedError
+		if errors.As(context.Cause(ctx), &stopped) {
+			// Not a failure of the run: say where it was (main exits 128+N).
+			log.printf("%s in the middle of: %v", stopped, err)
+			return exitPermanent
+		}
 		if isGaveUp(err) {
 			err = fmt.Errorf("%w (is the daemon running and are the caches reachable? --timeout allows more time)", err)
 		}

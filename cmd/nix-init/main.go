@@ -11,9 +11,7 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"runtime/debug"
-	"syscall"
 )
 
 // Exit codes, documented in --help and the README.
@@ -22,6 +20,9 @@ const (
 	exitPermanent = 1 // a failure that retrying cannot heal
 	exitUsage     = 2 // the command line is wrong
 	exitGaveUp    = 3 // transient failures outlasted --timeout
+	// A run stopped by SIGTERM or SIGINT exits 128+N (143, 130), as a
+	// shell reports a process the signal killed.
+	exitSignalBase = 128
 )
 
 const exitCodesHelp = `Exit codes:
@@ -30,6 +31,8 @@ const exitCodesHelp = `Exit codes:
   2  usage error
   3  gave up: transient failures (daemon or cache unreachable, HTTP 5xx)
      lasted longer than --timeout
+  143, 130  stopped by SIGTERM, SIGINT: within a second, children ended and
+     temporary files removed; a second signal exits at once
 `
 
 // env is the outside world a command sees; tests replace it.
@@ -52,9 +55,11 @@ func main() {
 	if os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(memoryLimit)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stopped := handleSignals(os.Stderr)
 	code := run(ctx, &env{stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv}, os.Args[1:])
-	stop()
+	if sig := stopped(); sig != 0 {
+		code = exitSignalBase + int(sig)
+	}
 	os.Exit(code)
 }
 
