@@ -370,3 +370,53 @@ func TestDirectSquattedClaims(t *testing.T) {
 		}
 	}
 }
+
+// TestDirectStuckTrustedClaims: claims of a trusted run that never ends
+// (here this process, the store's owner), on the root, every path and the
+// imports, cost a run the waiting budget once, and the run then does the
+// work.
+func TestDirectStuckTrustedClaims(t *testing.T) {
+	t.Parallel()
+	fx := testnode.Chain(t, "direct-stuck", 2, 2, 4096)
+	cache := testnode.NewCache(t, testnode.CacheOptions{}, fx.Root)
+	w := newDaemonWorld(t, testnode.NodeOptions{TrustedPublicKeys: []string{cache.PublicKey}})
+	conn, err := w.connect(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	stuck := newClaims(conn.Location(), &claimRun{})
+	conn.Close()
+	for _, p := range fx.Closure {
+		for _, key := range []string{p, rootKey(p)} {
+			c, err := stuck.try(key)
+			if err != nil || c == nil {
+				t.Fatalf("claim %s: %v %v", key, c, err)
+			}
+			defer c.release()
+		}
+	}
+	unlock, err := stuck.lockImports(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock()
+	d := &Direct{URLs: []string{cache.URL}, Options: cacheOptions(t, cache.PublicKey)}
+	d.claimRun.limit = time.Second
+	start := time.Now()
+	if _, err := w.realise(t, d, 30*time.Second, Root{Name: "app", Path: fx.Root}); err != nil {
+		t.Fatal(err)
+	}
+	// Generous: a budget per wait would be one for the root, one for the
+	// paths (waited for together), then one per import, one after the
+	// other.
+	el := time.Since(start)
+	if el < d.claimRun.limit {
+		t.Errorf("the run took %s: it did not wait for the trusted claims", el)
+	}
+	if el > 6*d.claimRun.limit {
+		t.Errorf("the run took %s with a waiting budget of %s", el, d.claimRun.limit)
+	}
+	if bad := w.node.Invalid(t, fx.Closure...); len(bad) > 0 {
+		t.Fatalf("not valid: %v", bad)
+	}
+}
