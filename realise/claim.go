@@ -11,6 +11,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -57,6 +58,7 @@ type claims struct {
 	prefix  string // "@nix-init/<store id>/"
 	trusted []uint32
 	run     *claimRun
+	logf    func(string, ...any)
 }
 
 // claimWait bounds the time a run spends waiting for other runs' claims,
@@ -80,6 +82,7 @@ type claimRun struct {
 	// ignored are the claim names found not to be claims: not looked at
 	// again.
 	ignored map[string]bool
+	said    bool // logged the first of them
 }
 
 // startWait accounts a wait: the time during which at least one wait is in
@@ -116,18 +119,32 @@ func (r *claimRun) isIgnored(name string) bool {
 	return r.ignored[name]
 }
 
-func (r *claimRun) ignore(name string) {
+// ignore marks name as no claim, and reports whether it is the run's
+// first.
+func (r *claimRun) ignore(name string) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.ignored == nil {
 		r.ignored = map[string]bool{}
 	}
 	r.ignored[name] = true
+	first := !r.said
+	r.said = true
+	return first
 }
 
-// newClaims returns the claims of the store at loc, for the run run.
-func newClaims(loc store.Location, run *claimRun) *claims {
-	return &claims{prefix: claimPrefix(loc), trusted: trustedUIDs(loc), run: run}
+// notClaim ignores name for the rest of the run, saying why the first
+// time: an operator sees that another user squats the names.
+func (c *claims) notClaim(key, name, why string) {
+	if c.run.ignore(name) && c.logf != nil {
+		c.logf("ignoring the claim on %s (socket %s): %s; this run does the work itself", key, name, why)
+	}
+}
+
+// newClaims returns the claims of the store at loc, for the run run,
+// logging to logf.
+func newClaims(loc store.Location, run *claimRun, logf func(string, ...any)) *claims {
+	return &claims{prefix: claimPrefix(loc), trusted: trustedUIDs(loc), run: run, logf: logf}
 }
 
 func claimPrefix(loc store.Location) string {
@@ -238,12 +255,17 @@ func (c *claims) waitFor(ctx context.Context, key string) waitOutcome {
 	default:
 		// EAGAIN: the backlog is full, so the listener does not accept;
 		// a real claimant has one of somaxconn, more than a node's runs.
-		c.run.ignore(name)
+		c.notClaim(key, name, fmt.Sprintf("cannot connect to it (%v)", err))
 		return claimIgnored
 	}
 	defer conn.Close()
-	if !c.honoured(conn) {
-		c.run.ignore(name)
+	uid, err := peerUID(conn)
+	if err != nil {
+		c.notClaim(key, name, err.Error())
+		return claimIgnored
+	}
+	if !c.trusts(uid) {
+		c.notClaim(key, name, fmt.Sprintf("held by uid %d, neither this run's user nor the store's owner", uid))
 		return claimIgnored
 	}
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
@@ -256,36 +278,43 @@ func (c *claims) waitFor(ctx context.Context, key string) waitOutcome {
 	case n == 0 && errors.Is(err, syscall.ECONNRESET):
 		// A listener closed with our connection not accepted.
 		return claimReleased
+	case n > 0:
+		c.notClaim(key, name, "its holder sent data, which a claimant never does")
+		return claimIgnored
 	default:
-		// Accepted, then closed or sent data: a claimant does neither.
-		c.run.ignore(name)
+		// A claimant never accepts.
+		c.notClaim(key, name, fmt.Sprintf("its holder accepted the connection, which a claimant never does (%v)", err))
 		return claimIgnored
 	}
 }
 
-// honoured reports whether the listener at the other end of conn runs as
-// a trusted user.
-func (c *claims) honoured(conn net.Conn) bool {
+// peerUID is the uid the listener at the other end of conn had when it
+// listened.
+func peerUID(conn net.Conn) (uint32, error) {
 	uc, ok := conn.(*net.UnixConn)
 	if !ok {
-		return false
+		return 0, fmt.Errorf("not a unix socket: %T", conn)
 	}
 	rc, err := uc.SyscallConn()
 	if err != nil {
-		return false
+		return 0, fmt.Errorf("read its holder's credentials: %w", err)
 	}
 	var cred *syscall.Ucred
+	var credErr error
 	if err := rc.Control(func(fd uintptr) {
-		cred, err = syscall.GetsockoptUcred(int(fd), syscall.SOL_SOCKET, syscall.SO_PEERCRED)
-	}); err != nil || cred == nil {
-		return false
+		cred, credErr = syscall.GetsockoptUcred(int(fd), syscall.SOL_SOCKET, syscall.SO_PEERCRED)
+	}); err != nil {
+		return 0, fmt.Errorf("read its holder's credentials: %w", err)
 	}
-	for _, uid := range c.trusted {
-		if cred.Uid == uid {
-			return true
-		}
+	if credErr != nil {
+		return 0, fmt.Errorf("read its holder's credentials: %w", credErr)
 	}
-	return false
+	return cred.Uid, nil
+}
+
+// trusts reports whether a claim held by uid is honoured.
+func (c *claims) trusts(uid uint32) bool {
+	return slices.Contains(c.trusted, uid)
 }
 
 // importLockName is the claim that serialises imports across runs: on Nix

@@ -91,7 +91,7 @@ func (s *squatter) stop(t *testing.T) int {
 // parallel do not share names.
 func testClaims(t *testing.T, trusted ...uint32) *claims {
 	loc := store.Location{Mode: store.Daemon, Socket: "/claims-test/" + t.Name()}
-	c := newClaims(loc, &claimRun{})
+	c := newClaims(loc, &claimRun{}, t.Logf)
 	if trusted != nil {
 		c.trusted = trusted
 	}
@@ -146,7 +146,11 @@ func TestClaimTrust(t *testing.T) {
 		{[]uint32{testnode.NeighbourUID}, true},
 	} {
 		c.trusted = tc.trusted
-		if got := c.honoured(conn); got != tc.want {
+		uid, err := peerUID(conn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := c.trusts(uid); got != tc.want {
 			t.Errorf("listener uid %d, trusted %v: honoured %v, want %v", testnode.NeighbourUID, tc.trusted, got, tc.want)
 		}
 	}
@@ -163,7 +167,7 @@ func TestClaimTrust(t *testing.T) {
 	}
 	defer conn.Close()
 	c.trusted = trustedUIDs(store.Location{Mode: store.Daemon})
-	if !c.honoured(conn) {
+	if uid, err := peerUID(conn); err != nil || !c.trusts(uid) {
 		t.Errorf("our own claim is not honoured")
 	}
 }
@@ -384,7 +388,7 @@ func TestDirectStuckTrustedClaims(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stuck := newClaims(conn.Location(), &claimRun{})
+	stuck := newClaims(conn.Location(), &claimRun{}, t.Logf)
 	conn.Close()
 	for _, p := range fx.Closure {
 		for _, key := range []string{p, rootKey(p)} {

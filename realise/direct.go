@@ -130,7 +130,7 @@ func (d *Direct) substitute(ctx context.Context, s *Session, paths []string) err
 	if d.NoClaims || s.Conn == nil { // claims are per store
 		return d.substituteNow(ctx, s, paths)
 	}
-	return d.substituteShared(ctx, s, newClaims(s.Conn.Location(), &d.claimRun), paths)
+	return d.substituteShared(ctx, s, newClaims(s.Conn.Location(), &d.claimRun, s.Logf), paths)
 }
 
 // substituteShared realises the roots no other run of the node is
@@ -456,7 +456,7 @@ func (d *Direct) fetch(ctx context.Context, s *Session, plan *binarycache.Plan, 
 	// is exactly what we verified. A daemon checks the signatures again.
 	f.dontCheckSigs = s.Conn.Location().Mode == store.Local && s.Conn.Trust() == store.Trusted
 	if !d.NoClaims {
-		f.claims = newClaims(s.Conn.Location(), &d.claimRun)
+		f.claims = newClaims(s.Conn.Location(), &d.claimRun, logf)
 	}
 
 	nJobs := d.Jobs
@@ -575,8 +575,8 @@ const releaseGather = 20 * time.Millisecond
 // that became valid counts as imported; each that did not (its run failed,
 // or its claim is not waited for) goes to fetch, unless another run claimed
 // it meanwhile (a name found in use with nobody listening claimRounds
-// times is fetched here). The paths whose claims were released by the time one is
-// looked at are checked together, in one query.
+// times is fetched here). The paths whose claims were released by the time
+// one is looked at are checked together, in one query.
 func (f *fetcher) awaitOthers(ctx context.Context, others []*pathJob, fetch func(*pathJob) error) error {
 	type release struct {
 		j       *pathJob
