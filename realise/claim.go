@@ -48,10 +48,11 @@ import (
 // claim is not looked at again in the run, so a squatter gets one
 // connection per name and run.
 //
-// The bound: another local user who squats every claim name, in any way,
-// costs a run at most one connect and one getsockopt per name (a root and
-// a path claim per missing path, and the import claim), each answered at
-// once by the kernel, and makes it do the work itself as if it ran alone.
+// The bound: another local user who squats every claim name (a root and
+// a path claim per missing path, and the import claim), in any way, costs
+// a run one connect per name, answered at once by the kernel (claimRounds
+// of them, and as many batched validity queries, when the name is bound
+// without listening), and makes it do the work itself as if it ran alone.
 // Only runs of the same user and the store's owner can make a run wait,
 // and then for claimWait in all, whatever the number of paths.
 type claims struct {
