@@ -115,6 +115,8 @@ type Direct struct {
 	// NoClaims turns off the sharing of work with other nix-init runs on
 	// the node (see claims).
 	NoClaims bool
+
+	claimRun claimRun // shared by the run's claims: the waiting budget
 }
 
 // Substitute makes paths valid with their closures (see Direct).
@@ -133,7 +135,7 @@ func (d *Direct) substitute(ctx context.Context, s *Session, paths []string) err
 	if d.NoClaims || s.Conn == nil { // claims are per store
 		return d.substituteNow(ctx, s, paths)
 	}
-	return d.substituteShared(ctx, s, newClaims(s.Conn.Location()), paths)
+	return d.substituteShared(ctx, s, newClaims(s.Conn.Location(), &d.claimRun, s.Logf), paths)
 }
 
 // substituteShared realises the roots no other run of the node is
@@ -145,7 +147,8 @@ func (d *Direct) substitute(ctx context.Context, s *Session, paths []string) err
 // A run never waits for a root while it holds the claim of another, so
 // two runs that share roots cannot wait for each other.
 func (d *Direct) substituteShared(ctx context.Context, s *Session, cl *claims, paths []string) error {
-	noWait := map[string]bool{} // waited claimWait already: fetch without a claim
+	noWait := map[string]bool{} // not worth waiting for: fetch without a claim
+	gone := map[string]int{}    // rounds that found nobody listening
 	byOthers := 0
 	for len(paths) > 0 {
 		var mine, others []string
@@ -180,9 +183,9 @@ func (d *Direct) substituteShared(ctx context.Context, s *Session, cl *claims, p
 			break
 		}
 		var wg sync.WaitGroup
-		released := make([]bool, len(others))
+		outcomes := make([]waitOutcome, len(others))
 		for i, p := range others {
-			wg.Go(func() { released[i] = cl.waitFor(ctx, rootKey(p)) })
+			wg.Go(func() { outcomes[i] = cl.waitFor(ctx, rootKey(p)) })
 		}
 		wg.Wait()
 		if ctx.Err() != nil {
@@ -199,7 +202,10 @@ func (d *Direct) substituteShared(ctx context.Context, s *Session, cl *claims, p
 			if !isValid[p] {
 				// Its run failed, or is too slow: take it over.
 				paths = append(paths, p)
-				noWait[p] = noWait[p] || !released[i]
+				if outcomes[i] == claimGone {
+					gone[p]++
+				}
+				noWait[p] = noWait[p] || outcomes[i] == claimIgnored || gone[p] >= claimRounds
 			}
 		}
 	}
@@ -480,7 +486,7 @@ func (d *Direct) fetch(ctx context.Context, s *Session, plan *binarycache.Plan, 
 	// is exactly what we verified. A daemon checks the signatures again.
 	f.dontCheckSigs = s.Conn.Location().Mode == store.Local && s.Conn.Trust() == store.Trusted
 	if !d.NoClaims {
-		f.claims = newClaims(s.Conn.Location())
+		f.claims = newClaims(s.Conn.Location(), &d.claimRun, logf)
 	}
 
 	nJobs := d.Jobs
@@ -597,15 +603,17 @@ const releaseGather = 20 * time.Millisecond
 
 // awaitOthers waits for the paths other runs fetch, all at once: each
 // that became valid counts as imported; each that did not (its run failed,
-// or took longer than claimWait) goes to fetch, unless another run claimed
-// it meanwhile. The paths whose claims were released by the time one is
-// looked at are checked together, in one query.
+// or its claim is not waited for) goes to fetch, unless another run claimed
+// it meanwhile (a name found in use with nobody listening claimRounds
+// times is fetched here). The paths whose claims were released by the time
+// one is looked at are checked together, in one query.
 func (f *fetcher) awaitOthers(ctx context.Context, others []*pathJob, fetch func(*pathJob) error) error {
 	type release struct {
-		j        *pathJob
-		released bool
+		j       *pathJob
+		outcome waitOutcome
 	}
 	done := make(chan release, len(others))
+	gone := map[*pathJob]int{} // rounds that found nobody listening
 	var waiters sync.WaitGroup
 	defer waiters.Wait()
 	wait := func(j *pathJob) {
@@ -651,12 +659,15 @@ func (f *fetcher) awaitOthers(ctx context.Context, others []*pathJob, fetch func
 			return fmt.Errorf("check the paths other nix-init runs fetched: %w", err)
 		}
 		for _, r := range batch {
+			if r.outcome == claimGone {
+				gone[r.j]++
+			}
 			switch {
 			case valid[r.j.pp.Path]:
 				f.byOthers.Add(1)
 				close(r.j.imported)
-			case !r.released || f.claim(r.j):
-				// Its run failed, or is too slow: fetch it here.
+			case r.outcome == claimIgnored || gone[r.j] >= claimRounds || f.claim(r.j):
+				// Its run failed, is too slow, or was no claim: fetch it here.
 				if err := fetch(r.j); err != nil {
 					return err
 				}
