@@ -75,24 +75,31 @@ func checkComplete(ctx context.Context, conn *store.Conn, paths []string, logf f
 	return nil
 }
 
-// closureOf is the closure of paths in the store, in no particular order.
+// closureOf is the closure of paths in the store, in no particular order:
+// one pipelined round of path infos per level of the closure.
 func closureOf(ctx context.Context, conn *store.Conn, paths []string) ([]string, error) {
-	seen := map[string]bool{}
-	queue := append([]string(nil), paths...)
-	for _, p := range paths {
-		seen[p] = true
-	}
-	for i := 0; i < len(queue); i++ {
-		info, err := conn.QueryPathInfo(ctx, queue[i])
+	seen := pathSet(paths)
+	closure := append([]string(nil), paths...)
+	for level := paths; len(level) > 0; {
+		infos, err := conn.QueryPathInfos(ctx, level)
 		if err != nil {
 			return nil, fmt.Errorf("check the closure on disk: %w", err)
 		}
-		for _, ref := range info.References {
-			if !seen[ref] {
-				seen[ref] = true
-				queue = append(queue, ref)
+		var next []string
+		for _, p := range level {
+			info, ok := infos[p]
+			if !ok {
+				return nil, fmt.Errorf("check the closure on disk: %s: %w", p, store.ErrNotValid)
+			}
+			for _, ref := range info.References {
+				if !seen[ref] {
+					seen[ref] = true
+					next = append(next, ref)
+				}
 			}
 		}
+		closure = append(closure, next...)
+		level = next
 	}
-	return queue, nil
+	return closure, nil
 }

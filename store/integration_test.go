@@ -310,6 +310,11 @@ func TestDaemonSocket(t *testing.T) {
 		if _, err := c.QueryPathInfo(ctx, cl.solo); !errors.Is(err, ErrNotValid) {
 			t.Errorf("QueryPathInfo(solo) = %v, want ErrNotValid", err)
 		}
+		infos, err := c.QueryPathInfos(ctx, []string{cl.app, cl.solo, cl.dep})
+		if err != nil || len(infos) != 2 || infos[cl.app].NarHash != hostInfos[1].NarHash ||
+			!reflect.DeepEqual(infos[cl.dep].References, hostInfos[0].References) {
+			t.Errorf("QueryPathInfos = %#v, %v; want app and dep, not solo", infos, err)
+		}
 		m, err := c.QueryMissing(ctx, []string{cl.app, cl.solo})
 		if err != nil || !slices.Equal(m.Unknown, []string{cl.solo}) || len(m.WillBuild)+len(m.WillSubstitute) != 0 {
 			t.Errorf("QueryMissing = %#v, %v", m, err)

@@ -142,6 +142,52 @@ func (c *Conn) QueryPathInfo(ctx context.Context, path string) (*PathInfo, error
 	return info, err
 }
 
+// QueryPathInfos is QueryPathInfo for many paths, pipelined like
+// AddTempRoots: a closure's path infos cost one round trip per batch. A
+// path that is not valid has no entry in the map.
+func (c *Conn) QueryPathInfos(ctx context.Context, paths []string) (map[string]*PathInfo, error) {
+	const op = "QueryPathInfo"
+	if err := validatePaths(paths); err != nil {
+		return nil, c.opError(op, "", err)
+	}
+	infos := make(map[string]*PathInfo, len(paths))
+	err := c.call(ctx, op, describe(paths), func() error {
+		for rest := paths; len(rest) > 0; {
+			batch := rest[:min(len(rest), pipelineDepth)]
+			rest = rest[len(batch):]
+			for _, p := range batch {
+				c.enc.u64(uint64(opQueryPathInfo))
+				c.enc.str(p)
+			}
+			if err := c.flush(); err != nil {
+				return err
+			}
+			for i, p := range batch {
+				err := c.stderrLoop(nil, nil)
+				var info *PathInfo
+				if err == nil {
+					if c.dec.bool() && c.dec.err == nil {
+						info, err = c.readPathInfo(p)
+					} else {
+						err = c.reply()
+					}
+				}
+				if err != nil {
+					if i < len(batch)-1 {
+						c.setBroken(fmt.Errorf("%s of %s failed with %d replies pending: %w", op, p, len(batch)-1-i, err))
+					}
+					return err
+				}
+				if info != nil {
+					infos[p] = info
+				}
+			}
+		}
+		return nil
+	})
+	return infos, err
+}
+
 // queryPathInfo is QueryPathInfo inside a call. Daemons at ≥ 1.17 (all we
 // accept) answer an invalid path with "false" rather than an error.
 func (c *Conn) queryPathInfo(path string) (*PathInfo, error) {
