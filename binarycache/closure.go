@@ -62,14 +62,15 @@ const (
 	// MaxClosureIndexPaths its Count. With ClosureIndexMemory they keep
 	// nix-init within its 32 MiB whatever a cache sends: an index
 	// that passes a bound is ignored, and the closure planned by narinfos.
-	MaxClosureIndexSize  = 8 << 20
+	MaxClosureIndexSize  = 4 << 20
 	MaxClosureIndexPaths = 1 << 15
 	// ClosureIndexMemory bounds the memory the records of one index may
 	// take while it is read (before the closure can be checked), as
 	// estimated by recordMemory. Indexes are read one at a time (see
 	// Cache.ClosureIndex), so this is also the bound for all of them.
-	// About 4000 paths of a typical closure fit.
-	ClosureIndexMemory = 8 << 20
+	// A closure of about 2000 paths of 1 KiB narinfos fits; larger
+	// closures are planned by narinfos.
+	ClosureIndexMemory = 4 << 20
 )
 
 // recordMemory estimates what a parsed record keeps: its text (the
