@@ -531,3 +531,47 @@ func (l *syncLog) String() string {
 	defer l.mu.Unlock()
 	return l.b.String()
 }
+
+// TestPrefetchedIndexReleased: a prefetched closure index waits unread,
+// holding a connection, until the plan reads it; a plan that does not
+// need it (the root is valid) closes it, so the connection serves the
+// downloads. With two connections, two NARs can then stream at once.
+func TestPrefetchedIndexReleased(t *testing.T) {
+	f, dir := uploadedCache(t)
+	srv := newServer(t, dir)
+	opts := fastOpts(f.PublicKey)
+	opts.MaxConnections = 2
+	opts.ClosureIndexes = []string{f.App, f.Other}
+	c, err := Open(ctxT(t), srv.URL, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, err := Caches{c}.Plan(ctxT(t), []string{f.App}, func(p []string) ([]string, error) { return p, nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(plan.Paths) != 0 {
+		t.Fatalf("planned %d paths of a valid root", len(plan.Paths))
+	}
+	var nars []*NarInfo
+	for _, p := range []string{f.App, f.Lib} {
+		ni, err := c.NarInfo(ctxT(t), p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nars = append(nars, ni)
+	}
+	_, err = promptly(t, "two NARs at once", func() {}, func() (struct{}, error) {
+		for _, ni := range nars {
+			rc, err := c.OpenNar(ctxT(t), ni)
+			if err != nil {
+				return struct{}{}, err
+			}
+			defer rc.Close()
+		}
+		return struct{}{}, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}

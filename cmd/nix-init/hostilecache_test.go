@@ -263,9 +263,9 @@ func (l *limitWriter) Write(p []byte) (int, error) {
 }
 
 // TestFIFOInFileCache: a FIFO as nix-cache-info, a narinfo, a NAR or a
-// closure index of a file:// cache: nix-init ends within seconds (it
-// blocked in open(), past --timeout and SIGTERM), with a message naming
-// the file; a FIFO as closure index only costs the index.
+// closure index of a file:// cache: nix-init ends at once (it blocked in
+// open(), past its --timeout of 5s and past SIGTERM), with a message
+// naming the file; a FIFO as closure index only costs the index.
 func TestFIFOInFileCache(t *testing.T) {
 	r := newRig(t, "fifo-file-cache", rigOptions{nodeSubstituters: true})
 	h := &hostileRig{rig: r}
@@ -306,7 +306,7 @@ func TestFIFOInFileCache(t *testing.T) {
 					syscall.Close(fd)
 				}
 			})
-			p := start(t, r.cmd("--via", "direct", "--timeout", "30s", "--substituter", "file://"+dir,
+			p := start(t, r.cmd("--via", "direct", "--timeout", "5s", "--substituter", "file://"+dir,
 				"--trusted-public-key", r.cache.PublicKey, "app="+r.fx.Root))
 			res := p.wait(t, 15*time.Second)
 			if what == "closure index" {
