@@ -1,6 +1,7 @@
 package binarycache
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -345,7 +346,24 @@ const maxCacheInfoSize = 64 << 10
 // retried too). narinfo selects Nix's narinfo semantics for 401/403/407.
 func (c *Cache) getSmall(ctx context.Context, name string, max int64, narinfo bool) ([]byte, error) {
 	var data []byte
-	err := c.retry.do(ctx, fmt.Sprintf("fetch %s from %s", name, c.url), func() error {
+	err := c.readSmall(ctx, name, max, narinfo, func(b []byte) { data = b })
+	return data, err
+}
+
+// Small files are read whole, the first smallFileFree bytes of each
+// freely. The rest of a larger one (a cache sends such narinfos rarely, or
+// to harm) waits for the process-wide largeFiles budget, held until the
+// content has been used: however many narinfos are asked for at once
+// (Plan asks for 64), their bytes, and what parsing them takes, stay
+// within a few MiB.
+const smallFileFree = 64 << 10
+
+var largeFiles = semaphore.NewWeighted(MaxNarInfoSize)
+
+// readSmall reads a whole small file (see getSmall) and calls use with it
+// before it returns.
+func (c *Cache) readSmall(ctx context.Context, name string, max int64, narinfo bool, use func([]byte)) error {
+	return c.retry.do(ctx, fmt.Sprintf("fetch %s from %s", name, c.url), func() error {
 		if err := c.sem.Acquire(ctx, 1); err != nil {
 			return err
 		}
@@ -359,14 +377,29 @@ func (c *Cache) getSmall(ctx context.Context, name string, max int64, narinfo bo
 		if err != nil {
 			return err
 		}
-		b, err := io.ReadAll(lr)
-		if err != nil {
+		var buf bytes.Buffer
+		free := min(max, smallFileFree)
+		if _, err := buf.ReadFrom(io.LimitReader(lr, free)); err != nil {
 			return err
 		}
-		data = b
+		if int64(buf.Len()) == free {
+			if max > free {
+				// A read larger than the budget (the uploader's of an
+				// index) takes all of it.
+				need := min(max-free, MaxNarInfoSize)
+				if err := largeFiles.Acquire(ctx, need); err != nil {
+					return err
+				}
+				defer largeFiles.Release(need)
+			}
+			// To the end, which also fails if the file passes max.
+			if _, err := buf.ReadFrom(lr); err != nil {
+				return err
+			}
+		}
+		use(buf.Bytes())
 		return nil
 	})
-	return data, err
 }
 
 // openFile opens a cache file for reading, with retries until its first
@@ -415,32 +448,40 @@ func (s *slotBody) knownSize() int64 {
 // for exactly that path and carry a signature by a trusted key. A cache
 // without it fails with ErrNotFound.
 func (c *Cache) NarInfo(ctx context.Context, storePath string) (*NarInfo, error) {
-	ni, err := c.fetchNarInfo(ctx, storePath)
-	if err != nil {
-		return nil, err
-	}
-	if err := Verify(ni, c.opts.TrustedKeys); err != nil {
-		return nil, &Error{Op: "verify narinfo", Path: storePath, Cache: c.url, Err: err}
-	}
-	return ni, nil
+	return c.readNarInfo(ctx, storePath, true)
 }
 
 // fetchNarInfo fetches and parses a narinfo without verifying signatures.
 func (c *Cache) fetchNarInfo(ctx context.Context, storePath string) (*NarInfo, error) {
+	return c.readNarInfo(ctx, storePath, false)
+}
+
+// readNarInfo fetches and parses a narinfo, and verifies it if asked, all
+// while its bytes are held (see readSmall).
+func (c *Cache) readNarInfo(ctx context.Context, storePath string, verify bool) (*NarInfo, error) {
 	hash := HashPart(storePath)
 	if hash == "" {
 		return nil, &Error{Op: "fetch narinfo", Path: storePath, Cache: c.url, Err: fmt.Errorf("not a store path: %v", store.ValidatePath(storePath))}
 	}
-	data, err := c.getSmall(ctx, hash+".narinfo", MaxNarInfoSize, true)
-	if err != nil {
-		return nil, &Error{Op: "fetch narinfo", Path: hash, Cache: c.url, Err: err}
-	}
-	ni, err := ParseNarInfo(data)
+	var ni *NarInfo
+	var bad, unverified error
+	err := c.readSmall(ctx, hash+".narinfo", MaxNarInfoSize, true, func(data []byte) {
+		ni, bad = ParseNarInfo(data)
+		if bad == nil {
+			bad = ni.CheckPath(storePath)
+		}
+		if bad == nil && verify {
+			unverified = Verify(ni, c.opts.TrustedKeys)
+		}
+	})
 	if err == nil {
-		err = ni.CheckPath(storePath)
+		err = bad
 	}
 	if err != nil {
 		return nil, &Error{Op: "fetch narinfo", Path: hash, Cache: c.url, Err: err}
+	}
+	if unverified != nil {
+		return nil, &Error{Op: "verify narinfo", Path: storePath, Cache: c.url, Err: unverified}
 	}
 	return ni, nil
 }
