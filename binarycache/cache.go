@@ -391,6 +391,8 @@ func (c *Cache) readSmall(ctx context.Context, name string, max int64, narinfo b
 					return err
 				}
 				defer largeFiles.Release(need)
+				// Once, rather than doubling on the way.
+				buf.Grow(int(need) + 1)
 			}
 			// To the end, which also fails if the file passes max.
 			if _, err := buf.ReadFrom(lr); err != nil {

@@ -28,18 +28,17 @@ import (
 // hostileRSSLimit is nix-init's memory budget.
 const hostileRSSLimit = 32 << 10 // KiB
 
-// hostileRig is a rig whose closure's every path is a root (depth 4 of
-// width 3: 13 roots), with a cache that serves the fixture's files but a
-// closure index of 1 GiB for each root.
+// hostileRig is a rig whose closure's every path is a root (depth levels
+// of width paths, and the top), and a cache key to sign hostile records.
 type hostileRig struct {
 	*rig
 	roots []string
 	key   binarycache.SecretKey
 }
 
-func newHostileRig(t *testing.T, name string) *hostileRig {
+func newHostileRig(t *testing.T, name string, depth, width int) *hostileRig {
 	t.Helper()
-	r := newRig(t, name, rigOptions{nodeSubstituters: true, depth: 4, width: 3, bytes: 1024})
+	r := newRig(t, name, rigOptions{nodeSubstituters: true, depth: depth, width: width, bytes: 1024})
 	// A leaf first: a run with it alone leaves the other roots missing.
 	h := &hostileRig{rig: r}
 	for _, level := range r.fx.Levels {
@@ -221,7 +220,7 @@ func (h *hostileRig) checkIgnoredIndex(t *testing.T, res result, n int) {
 // with a note, plans by narinfos, and stays under 32 MiB. (It read each
 // index whole first, up to 64 MiB, all roots at once.)
 func TestHostileClosureIndexHTTP(t *testing.T) {
-	h := newHostileRig(t, "hostile-index-http")
+	h := newHostileRig(t, "hostile-index-http", 4, 3)
 	url, sent := h.serve(t, h.hostileIndexes(t))
 	flags := []string{"--via", "direct", "--substituter", url, "--trusted-public-key", h.cache.PublicKey, "--report", "report.json"}
 	for _, n := range []int{1, len(h.roots)} {
@@ -237,7 +236,7 @@ func TestHostileClosureIndexHTTP(t *testing.T) {
 // is a sparse file of 1 GiB (a valid beginning, then zeros): refused by
 // its size before a byte is read.
 func TestHostileClosureIndexFile(t *testing.T) {
-	h := newHostileRig(t, "hostile-index-file")
+	h := newHostileRig(t, "hostile-index-file", 4, 3)
 	dir := h.fileCache(t)
 	for _, root := range h.roots {
 		fh, err := os.Create(filepath.Join(dir, binarycache.ClosureIndexName(root)))
@@ -336,12 +335,12 @@ func TestFIFOInFileCache(t *testing.T) {
 
 // TestHostileNarinfos: a cache listed first answers every narinfo with
 // just under the 1 MiB a narinfo may have, in short lines (each costs
-// memory when parsed): the 13 roots' narinfos, asked for at once, stay
+// memory when parsed): the 33 roots' narinfos, asked for at once, stay
 // within nix-init's 32 MiB (they are read one at a time past their first
 // 64 KiB), each is skipped as invalid, and the next cache has them.
 func TestHostileNarinfos(t *testing.T) {
-	h := newHostileRig(t, "hostile-narinfos")
-	junk := []byte(strings.Repeat("a: b\n", (binarycache.MaxNarInfoSize-64)/5))
+	h := newHostileRig(t, "hostile-narinfos", 2, 16)
+	junk := []byte(strings.Repeat("a:\n", (binarycache.MaxNarInfoSize-64)/3))
 	url, _ := h.serve(t, func(path string) func(io.Writer) {
 		if !strings.HasSuffix(path, ".narinfo") {
 			return nil
