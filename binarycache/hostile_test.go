@@ -575,3 +575,27 @@ func TestPrefetchedIndexReleased(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestHugeHeaders: a cache answering with megabytes of headers fails to
+// open (the HTTP client read up to 10 MiB of headers per response).
+func TestHugeHeaders(t *testing.T) {
+	f, dir := uploadedCache(t)
+	srv := newServer(t, dir)
+	srv.setFault(func(w http.ResponseWriter, r *http.Request, n int) bool {
+		for i := range 4096 {
+			w.Header().Set(fmt.Sprintf("X-Junk-%d", i), strings.Repeat("j", 1000))
+		}
+		return false
+	})
+	opts := fastOpts(f.PublicKey)
+	opts.HTTPClient = NewHTTPClient(0)
+	opts.Attempts = 1
+	if _, err := Open(ctxT(t), srv.URL, opts); err == nil || errors.Is(err, ErrUnsupported) {
+		t.Errorf("Open of a cache sending 4 MiB of headers: %v", err)
+	}
+	// The same client still opens a cache with ordinary headers.
+	srv.setFault(nil)
+	if _, err := Open(ctxT(t), srv.URL, opts); err != nil {
+		t.Errorf("Open: %v", err)
+	}
+}

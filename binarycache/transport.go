@@ -28,6 +28,7 @@ const (
 	DefaultConnectTimeout = 20 * time.Second // Nix: connect-timeout 0, curl's default 300 s
 	DefaultStallTimeout   = 60 * time.Second // Nix: stalled-download-timeout 300 s
 	maxRetryDelay         = 10 * time.Second
+	maxHeaderBytes        = 64 << 10
 )
 
 // NewHTTPClient returns an HTTP client for binary caches: proxies from the
@@ -49,6 +50,9 @@ func NewHTTPClient(connectTimeout time.Duration) *http.Client {
 		IdleConnTimeout:       90 * time.Second,
 		TLSHandshakeTimeout:   connectTimeout,
 		ExpectContinueTimeout: time.Second,
+		// Go's default is 10 MiB per response, on each connection; a
+		// cache's headers are a few hundred bytes.
+		MaxResponseHeaderBytes: maxHeaderBytes,
 	}
 	return &http.Client{Transport: t}
 }
