@@ -128,7 +128,12 @@ func (c *Cache) take(ctx context.Context, name string) (body io.ReadCloser, err 
 	}
 	select {
 	case <-p.done:
-		return p.body, p.err, true
+		if p.body == nil {
+			p.cancel()
+			return nil, p.err, true
+		}
+		// The request's context lives as long as its body.
+		return &slotBody{ReadCloser: p.body, release: p.cancel}, nil, true
 	case <-ctx.Done():
 		p.release()
 		return nil, ctx.Err(), true
