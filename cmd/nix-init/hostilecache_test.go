@@ -362,3 +362,36 @@ func TestHostileNarinfos(t *testing.T) {
 		t.Errorf("not valid after nix-init: %v", bad)
 	}
 }
+
+// TestEndlessCacheInfo: a reachable cache whose nix-cache-info never ends:
+// nix-init reads a bounded part of it, stays within its memory, and says
+// which cache sent bad content (it said only that the file was too large).
+func TestEndlessCacheInfo(t *testing.T) {
+	h := newHostileRig(t, "endless-cache-info", 1, 1)
+	line := []byte(strings.Repeat("StoreDir: /nix/store\n", 3000))
+	url, sent := h.serve(t, func(path string) func(io.Writer) {
+		if path != "/nix-cache-info" {
+			return nil
+		}
+		return func(w io.Writer) {
+			for n := 0; n < 1<<30; n += len(line) {
+				if _, err := w.Write(line); err != nil {
+					return
+				}
+			}
+		}
+	})
+	p := start(t, h.cmd(append([]string{"--via", "direct", "--timeout", "20s", "--substituter", url,
+		"--trusted-public-key", h.cache.PublicKey, "--report", "report.json"}, h.rootArgs(1)...)...))
+	res := p.wait(t, 30*time.Second)
+	if !strings.Contains(res.stderr, url) || !strings.Contains(res.stderr, "bad content from the cache") {
+		t.Errorf("nix-init does not say that %s sent bad content", url)
+	}
+	rep := h.readReport(t, "report.json")
+	if rep.PeakRSSKiB <= 0 || rep.PeakRSSKiB >= hostileRSSLimit {
+		t.Errorf("peak RSS %d KiB, want under %d KiB", rep.PeakRSSKiB, hostileRSSLimit)
+	}
+	if n := sent.Load(); n > 32<<20 {
+		t.Errorf("nix-init took %d bytes of the endless nix-cache-info", n)
+	}
+}
