@@ -250,6 +250,12 @@ type countingWriter struct {
 	n *atomic.Int64
 }
 
+func (c *countingWriter) Flush() {
+	if f, ok := c.w.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
 func (c *countingWriter) Write(p []byte) (int, error) {
 	n, err := c.w.Write(p)
 	c.n.Add(int64(n))
@@ -597,5 +603,59 @@ func TestHugeHeaders(t *testing.T) {
 	srv.setFault(nil)
 	if _, err := Open(ctxT(t), srv.URL, opts); err != nil {
 		t.Errorf("Open: %v", err)
+	}
+}
+
+// TestDrippingClosureIndex: a cache that sends its closure index a few
+// bytes at a time, never stalling long enough for the stall timeout, is
+// ignored once the stall timeout has passed for the whole index (while an
+// index is read no other is, and it is only an optimisation), and the
+// plan goes on by narinfos.
+func TestDrippingClosureIndex(t *testing.T) {
+	f, dir := uploadedCache(t)
+	rootRecord, err := os.ReadFile(narinfoFile(dir, f.App))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := newEndlessServer(t, dir, func(name string) func(io.Writer) error {
+		if name != ClosureIndexName(f.App) {
+			return nil
+		}
+		header := fmt.Sprintf("%s: %d\nRoot: %s\nCount: 2\n\n%s\n", ClosureIndexMagic, ClosureIndexVersion, f.App, rootRecord)
+		sent := 0
+		return func(w io.Writer) error {
+			if sent < len(header) {
+				sent++
+				_, err := io.WriteString(w, header[sent-1:sent])
+				w.(http.Flusher).Flush()
+				time.Sleep(50 * time.Millisecond)
+				return err
+			}
+			time.Sleep(50 * time.Millisecond)
+			_, err := io.WriteString(w, "x")
+			w.(http.Flusher).Flush()
+			return err
+		}
+	}, false)
+	var notes syncLog
+	opts := fastOpts(f.PublicKey)
+	opts.StallTimeout = time.Second
+	opts.Logf = notes.logf
+	c, err := Open(ctxT(t), srv.URL, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, err := promptly(t, "plan", func() {}, func() (*Plan, error) { return Caches{c}.Plan(ctxT(t), []string{f.App}, nil) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(plan.IndexedRoots) != 0 {
+		t.Errorf("planned from the dripping index")
+	}
+	if got, want := sorted(planPaths(plan)), closureSet(t, f.App); !slices.Equal(got, want) {
+		t.Errorf("planned %q\nwant %q", got, want)
+	}
+	if !strings.Contains(notes.String(), "not read within 1s") {
+		t.Errorf("the note does not say the index took too long:\n%s", notes.String())
 	}
 }
