@@ -1,6 +1,7 @@
 package binarycache
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -93,16 +94,31 @@ type Cache struct {
 	prefetched map[string]*prefetch // by file name, taken by the first use
 }
 
-// prefetch is a small file asked for ahead of its use.
+// prefetch is a closure index asked for ahead of its use: the request is
+// sent and its body left unread (it holds one of the cache's connections)
+// until the plan reads it, so that what a cache sends is never held in
+// memory before it is checked.
 type prefetch struct {
-	done chan struct{}
-	data []byte
-	err  error
+	done   chan struct{}
+	cancel context.CancelFunc
+	body   io.ReadCloser
+	err    error
+}
+
+// release closes what the prefetch opened, once it has.
+func (p *prefetch) release() {
+	p.cancel()
+	go func() {
+		<-p.done
+		if p.body != nil {
+			p.body.Close()
+		}
+	}()
 }
 
 // take returns the prefetched file name, waiting for it; ok is false when
 // it was not prefetched (or was taken already).
-func (c *Cache) take(ctx context.Context, name string) (data []byte, err error, ok bool) {
+func (c *Cache) take(ctx context.Context, name string) (body io.ReadCloser, err error, ok bool) {
 	c.mu.Lock()
 	p := c.prefetched[name]
 	delete(c.prefetched, name)
@@ -112,9 +128,27 @@ func (c *Cache) take(ctx context.Context, name string) (data []byte, err error, 
 	}
 	select {
 	case <-p.done:
-		return p.data, p.err, true
+		if p.body == nil {
+			p.cancel()
+			return nil, p.err, true
+		}
+		// The request's context lives as long as its body.
+		return &slotBody{ReadCloser: p.body, release: p.cancel}, nil, true
 	case <-ctx.Done():
+		p.release()
 		return nil, ctx.Err(), true
+	}
+}
+
+// dropPrefetched closes the prefetched files nobody took, which frees
+// their connections.
+func (c *Cache) dropPrefetched() {
+	c.mu.Lock()
+	ps := c.prefetched
+	c.prefetched = map[string]*prefetch{}
+	c.mu.Unlock()
+	for _, p := range ps {
+		p.release()
 	}
 }
 
@@ -203,22 +237,30 @@ func Open(ctx context.Context, rawURL string, opts Options) (*Cache, error) {
 	pctx, cancel := context.WithCancel(ctx)
 	c.prefetched = map[string]*prefetch{}
 	for _, root := range opts.ClosureIndexes {
-		if HashPart(root) == "" {
+		// Each prefetched index holds a connection until it is read: one
+		// is left for nix-cache-info.
+		if HashPart(root) == "" || len(c.prefetched) >= c.opts.MaxConnections-1 {
 			continue
 		}
 		name := ClosureIndexName(root)
-		p := &prefetch{done: make(chan struct{})}
+		fctx, fcancel := context.WithCancel(pctx)
+		p := &prefetch{done: make(chan struct{}), cancel: fcancel}
 		c.prefetched[name] = p
 		go func() {
 			defer close(p.done)
-			p.data, p.err = c.getSmall(pctx, name, MaxClosureIndexSize, true)
+			p.body, p.err = c.openFile(fctx, name)
 		}()
 	}
-	info, err := c.getSmall(ctx, "nix-cache-info", 64<<10, false)
+	info, err := c.getSmall(ctx, "nix-cache-info", maxCacheInfoSize, false)
 	if err != nil {
-		cancel() // not a cache we will read
+		// Not a cache we will read.
+		cancel()
+		c.dropPrefetched()
 	} else {
-		context.AfterFunc(ctx, cancel)
+		context.AfterFunc(ctx, func() {
+			cancel()
+			c.dropPrefetched()
+		})
 	}
 	if errors.Is(err, ErrNotFound) {
 		return nil, &Error{Op: "open", Cache: c.url, Err: fmt.Errorf("%w (no nix-cache-info): %w", ErrNotBinaryCache, err)}
@@ -302,11 +344,31 @@ func parseCacheInfo(b []byte) (cacheInfo, error) {
 	return ci, nil
 }
 
+// maxCacheInfoSize bounds nix-cache-info, a few short lines.
+const maxCacheInfoSize = 64 << 10
+
 // getSmall fetches a whole small file, with retries (a truncated body is
 // retried too). narinfo selects Nix's narinfo semantics for 401/403/407.
 func (c *Cache) getSmall(ctx context.Context, name string, max int64, narinfo bool) ([]byte, error) {
 	var data []byte
-	err := c.retry.do(ctx, fmt.Sprintf("fetch %s from %s", name, c.url), func() error {
+	err := c.readSmall(ctx, name, max, narinfo, func(b []byte) { data = b })
+	return data, err
+}
+
+// Small files are read whole, the first smallFileFree bytes of each
+// freely. The rest of a larger one (a cache sends such narinfos rarely, or
+// to harm) waits for the process-wide largeFiles budget, held until the
+// content has been used: however many narinfos are asked for at once
+// (Plan asks for 64), their bytes, and what parsing them takes, stay
+// within a few MiB.
+const smallFileFree = 64 << 10
+
+var largeFiles = semaphore.NewWeighted(MaxNarInfoSize)
+
+// readSmall reads a whole small file (see getSmall) and calls use with it
+// before it returns.
+func (c *Cache) readSmall(ctx context.Context, name string, max int64, narinfo bool, use func([]byte)) error {
+	return c.retry.do(ctx, fmt.Sprintf("fetch %s from %s", name, c.url), func() error {
 		if err := c.sem.Acquire(ctx, 1); err != nil {
 			return err
 		}
@@ -316,49 +378,117 @@ func (c *Cache) getSmall(ctx context.Context, name string, max int64, narinfo bo
 			return err
 		}
 		defer rc.Close()
-		b, err := io.ReadAll(io.LimitReader(rc, max+1))
+		lr, err := limitBody(rc, name, max)
 		if err != nil {
 			return err
 		}
-		if int64(len(b)) > max {
-			return &permanentError{fmt.Errorf("%s is larger than %d bytes", name, max)}
+		var buf bytes.Buffer
+		free := min(max, smallFileFree)
+		if _, err := buf.ReadFrom(io.LimitReader(lr, free)); err != nil {
+			return err
 		}
-		data = b
+		if int64(buf.Len()) == free {
+			if max > free {
+				// A read larger than the budget (the uploader's of an
+				// index) takes all of it.
+				need := min(max-free, MaxNarInfoSize)
+				if err := largeFiles.Acquire(ctx, need); err != nil {
+					return err
+				}
+				defer largeFiles.Release(need)
+				// Once, rather than doubling on the way.
+				buf.Grow(int(need) + 1)
+			}
+			// To the end, which also fails if the file passes max.
+			if _, err := buf.ReadFrom(lr); err != nil {
+				return err
+			}
+		}
+		use(buf.Bytes())
 		return nil
 	})
-	return data, err
+}
+
+// openFile opens a cache file for reading, with retries until its first
+// byte can be read; the body holds one of the cache's connections until it
+// is closed. It reads with narinfo semantics for 401/403/407 (the files it
+// opens live next to the narinfos).
+func (c *Cache) openFile(ctx context.Context, name string) (io.ReadCloser, error) {
+	var body io.ReadCloser
+	err := c.retry.do(ctx, fmt.Sprintf("fetch %s from %s", name, c.url), func() error {
+		if err := c.sem.Acquire(ctx, 1); err != nil {
+			return err
+		}
+		rc, err := c.be.open(ctx, name, 0, true)
+		if err != nil {
+			c.sem.Release(1)
+			return err
+		}
+		body = &slotBody{ReadCloser: rc, release: func() { c.sem.Release(1) }}
+		return nil
+	})
+	return body, err
+}
+
+// slotBody gives its connection slot back when closed. Close may be called
+// more than once, and concurrently with Read (to abandon it).
+type slotBody struct {
+	io.ReadCloser
+	once    sync.Once
+	release func()
+}
+
+func (s *slotBody) Close() error {
+	err := s.ReadCloser.Close()
+	s.once.Do(s.release)
+	return err
+}
+
+func (s *slotBody) knownSize() int64 {
+	if z, ok := s.ReadCloser.(sizer); ok {
+		return z.knownSize()
+	}
+	return -1
 }
 
 // NarInfo fetches, parses and verifies the narinfo of storePath: it must be
 // for exactly that path and carry a signature by a trusted key. A cache
 // without it fails with ErrNotFound.
 func (c *Cache) NarInfo(ctx context.Context, storePath string) (*NarInfo, error) {
-	ni, err := c.fetchNarInfo(ctx, storePath)
-	if err != nil {
-		return nil, err
-	}
-	if err := Verify(ni, c.opts.TrustedKeys); err != nil {
-		return nil, &Error{Op: "verify narinfo", Path: storePath, Cache: c.url, Err: err}
-	}
-	return ni, nil
+	return c.readNarInfo(ctx, storePath, true)
 }
 
 // fetchNarInfo fetches and parses a narinfo without verifying signatures.
 func (c *Cache) fetchNarInfo(ctx context.Context, storePath string) (*NarInfo, error) {
+	return c.readNarInfo(ctx, storePath, false)
+}
+
+// readNarInfo fetches and parses a narinfo, and verifies it if asked, all
+// while its bytes are held (see readSmall).
+func (c *Cache) readNarInfo(ctx context.Context, storePath string, verify bool) (*NarInfo, error) {
 	hash := HashPart(storePath)
 	if hash == "" {
 		return nil, &Error{Op: "fetch narinfo", Path: storePath, Cache: c.url, Err: fmt.Errorf("not a store path: %v", store.ValidatePath(storePath))}
 	}
-	data, err := c.getSmall(ctx, hash+".narinfo", MaxNarInfoSize, true)
-	if err != nil {
-		return nil, &Error{Op: "fetch narinfo", Path: hash, Cache: c.url, Err: err}
-	}
-	ni, err := ParseNarInfo(data)
+	var ni *NarInfo
+	var bad, unverified error
+	err := c.readSmall(ctx, hash+".narinfo", MaxNarInfoSize, true, func(data []byte) {
+		ni, bad = ParseNarInfo(data)
+		if bad == nil {
+			bad = ni.CheckPath(storePath)
+		}
+		if bad == nil && verify {
+			unverified = Verify(ni, c.opts.TrustedKeys)
+		}
+	})
 	if err == nil {
-		err = ni.CheckPath(storePath)
+		err = bad
 	}
 	if err != nil {
 		return nil, &Error{Op: "fetch narinfo", Path: hash, Cache: c.url, Err: err}
+	}
+	if unverified != nil {
+		return nil, &Error{Op: "verify narinfo", Path: storePath, Cache: c.url, Err: unverified}
 	}
 	return ni, nil
 }

@@ -10,6 +10,9 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
+
+	"golang.org/x/sync/semaphore"
 )
 
 // The closure index lets a node plan the download of a root's whole
@@ -52,12 +55,30 @@ import (
 //
 // The format streams: a reader can check each record as it arrives.
 const (
-	ClosureIndexSuffix   = ".closure"
-	ClosureIndexMagic    = "NixAuroraClosureIndex"
-	ClosureIndexVersion  = 1
-	MaxClosureIndexSize  = 64 << 20
-	MaxClosureIndexPaths = 1 << 20
+	ClosureIndexSuffix  = ".closure"
+	ClosureIndexMagic   = "NixAuroraClosureIndex"
+	ClosureIndexVersion = 1
+	// MaxClosureIndexSize bounds the bytes read of an index, and
+	// MaxClosureIndexPaths its Count. With ClosureIndexMemory they keep
+	// nix-init within its 32 MiB whatever a cache sends: an index
+	// that passes a bound is ignored, and the closure planned by narinfos.
+	MaxClosureIndexSize  = 4 << 20
+	MaxClosureIndexPaths = 1 << 15
+	// ClosureIndexMemory bounds the memory the records of one index may
+	// take while it is read (before the closure can be checked), as
+	// estimated by recordMemory. Indexes are read one at a time (see
+	// Cache.ClosureIndex), so this is also the bound for all of them.
+	// A closure of about 2000 paths of 1 KiB narinfos fits; larger
+	// closures are planned by narinfos.
+	ClosureIndexMemory = 4 << 20
 )
+
+// recordMemory estimates what a parsed record keeps: its text (the
+// fields are substrings of it), the NarInfo, a string header per reference
+// and signature, and its entry in the reader's set of paths.
+func recordMemory(text int, ni *NarInfo) int64 {
+	return int64(text) + 320 + 16*int64(len(ni.References)+len(ni.Sigs))
+}
 
 // ClosureIndexName returns the file name of a root's closure index.
 func ClosureIndexName(root string) string { return HashPart(root) + ClosureIndexSuffix }
@@ -93,6 +114,11 @@ func WriteClosureIndex(w io.Writer, root string, infos []*NarInfo) error {
 // records must be exactly root's closure. It returns the narinfos, the
 // root's first. Failures wrap ErrBadClosureIndex, and also ErrUntrusted or
 // ErrBadSignature when a record's signature is the problem.
+//
+// It streams: r is read record by record, each checked as it arrives, so
+// a bad index fails at its first bad record. It reads at most
+// MaxClosureIndexSize bytes and keeps parsed records within
+// ClosureIndexMemory (and the text of one record besides).
 func ReadClosureIndex(r io.Reader, root string, keys []PublicKey) ([]*NarInfo, error) {
 	br := bufio.NewReaderSize(io.LimitReader(r, MaxClosureIndexSize+1), 64<<10)
 	var read int64
@@ -175,6 +201,7 @@ func ReadClosureIndex(r io.Reader, root string, keys []PublicKey) ([]*NarInfo, e
 	var infos []*NarInfo
 	seen := map[string]bool{}
 	var rec bytes.Buffer
+	var kept int64
 	for {
 		line, ok, err := readLine()
 		if err != nil {
@@ -203,6 +230,9 @@ func ReadClosureIndex(r io.Reader, root string, keys []PublicKey) ([]*NarInfo, e
 		ni, err := ParseNarInfo(rec.Bytes())
 		if err != nil {
 			return nil, bad("record %d: %v", len(infos)+1, err)
+		}
+		if kept += recordMemory(rec.Len(), ni); kept > ClosureIndexMemory {
+			return nil, bad("its first %d records take more than the %d bytes of memory an index may take", len(infos)+1, ClosureIndexMemory)
 		}
 		rec.Reset()
 		if len(infos) == 0 && ni.StorePath != root {
@@ -266,23 +296,53 @@ func checkClosure(root string, infos []*NarInfo) error {
 	return nil
 }
 
+// indexReading lets one closure index be read at a time in the process:
+// the records of an index are held until its closure checks out, and
+// reading several at once would multiply that by the number of roots.
+// Their requests still go out in parallel (Plan, and Open's prefetch):
+// the bodies wait unread.
+var indexReading = semaphore.NewWeighted(1)
+
 // ClosureIndex fetches and checks root's closure index from this cache
-// (see ReadClosureIndex). A cache without one fails with ErrNotFound.
+// (see ReadClosureIndex). A cache without one fails with ErrNotFound. The
+// read is bounded in bytes (an announced Content-Length or file size over
+// MaxClosureIndexSize fails before any is read), in memory, and in time
+// (the stall timeout for the whole index: it is only an optimisation, and
+// while it is read no other index is).
 func (c *Cache) ClosureIndex(ctx context.Context, root string) ([]*NarInfo, error) {
 	hash := HashPart(root)
 	if hash == "" {
 		return nil, &Error{Op: "fetch closure index", Path: root, Cache: c.url, Err: errors.New("not a store path")}
 	}
-	data, err, ok := c.take(ctx, hash+ClosureIndexSuffix)
+	name := hash + ClosureIndexSuffix
+	fail := func(err error) ([]*NarInfo, error) {
+		return nil, &Error{Op: "fetch closure index", Path: hash, Cache: c.url, Err: err}
+	}
+	body, err, ok := c.take(ctx, name)
 	if !ok {
-		data, err = c.getSmall(ctx, hash+ClosureIndexSuffix, MaxClosureIndexSize, true)
+		body, err = c.openFile(ctx, name)
 	}
 	if err != nil {
-		return nil, &Error{Op: "fetch closure index", Path: hash, Cache: c.url, Err: err}
+		return fail(err)
 	}
-	infos, err := ReadClosureIndex(bytes.NewReader(data), root, c.opts.TrustedKeys)
+	defer body.Close()
+	lr, err := limitBody(body, name, MaxClosureIndexSize)
 	if err != nil {
-		return nil, &Error{Op: "fetch closure index", Path: hash, Cache: c.url, Err: err}
+		return fail(fmt.Errorf("%w for %s: %w", ErrBadClosureIndex, root, err))
+	}
+	if err := indexReading.Acquire(ctx, 1); err != nil {
+		return fail(err)
+	}
+	defer indexReading.Release(1)
+	// Closing the body ends a read in progress.
+	deadline := time.AfterFunc(c.opts.StallTimeout, func() { body.Close() })
+	defer deadline.Stop()
+	infos, err := ReadClosureIndex(lr, root, c.opts.TrustedKeys)
+	if err != nil {
+		if !deadline.Stop() {
+			err = fmt.Errorf("%w for %s: not read within %v: %w", ErrBadClosureIndex, root, c.opts.StallTimeout, err)
+		}
+		return fail(err)
 	}
 	return infos, nil
 }

@@ -35,6 +35,11 @@ var (
 	ErrNotBinaryCache = errors.New("does not appear to be a binary cache")
 	// ErrStalled: no bytes arrived for the stall timeout.
 	ErrStalled = errors.New("download stalled")
+	// ErrBadContent: a reachable cache sent something no cache file can be:
+	// larger than this package reads of such a file, or, in a file://
+	// cache, a FIFO, device, socket or directory. Permanent, and never a
+	// reason to hand the work to the daemon (it would read the same).
+	ErrBadContent = errors.New("bad content from the cache")
 	// ErrBadClosureIndex: a closure index that is malformed, not closed
 	// under references, or has an entry failing the narinfo checks.
 	ErrBadClosureIndex = errors.New("invalid closure index")
@@ -104,7 +109,7 @@ func IsTransient(err error) bool {
 	}
 	if errors.Is(err, ErrHashMismatch) || errors.Is(err, ErrUntrusted) || errors.Is(err, ErrBadSignature) ||
 		errors.Is(err, ErrBadNarInfo) || errors.Is(err, ErrNotFound) || errors.Is(err, ErrBadClosureIndex) ||
-		errors.Is(err, ErrNotBinaryCache) {
+		errors.Is(err, ErrNotBinaryCache) || errors.Is(err, ErrBadContent) {
 		return false
 	}
 	var he *HTTPError

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 
 	"golang.org/x/sync/errgroup"
 
@@ -64,42 +65,48 @@ func (cs Caches) Plan(ctx context.Context, roots []string, isValid func([]string
 	}
 	plan := &Plan{}
 
-	// 1. Closure indexes, one request per root in the best case.
-	type indexed struct {
-		infos []*NarInfo
-		cache *Cache
-	}
-	results := make([]indexed, len(missing))
+	// 1. Closure indexes, one request per root in the best case. Each
+	// index is merged as soon as it is read, so that the paths roots share
+	// are held once.
+	indexed := make([]bool, len(missing))
+	var fromIndex []string
+	var mu sync.Mutex
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(planIndexParallel)
 	for i, root := range missing {
 		g.Go(func() error {
 			infos, c, err := cs.closureIndex(gctx, root)
-			if err != nil {
+			if err != nil || infos == nil {
 				return err
 			}
-			results[i] = indexed{infos, c}
+			mu.Lock()
+			defer mu.Unlock()
+			indexed[i] = true
+			for _, ni := range infos {
+				if _, ok := p.found[ni.StorePath]; !ok {
+					p.found[ni.StorePath] = &PlannedPath{Path: ni.StorePath, Info: ni, Cache: c}
+					fromIndex = append(fromIndex, ni.StorePath)
+				}
+			}
 			return nil
 		})
 	}
-	if err := g.Wait(); err != nil {
+	err = g.Wait()
+	for _, c := range cs {
+		c.dropPrefetched() // of roots that were valid, or found elsewhere
+	}
+	if err != nil {
 		return nil, &Error{Op: "plan", Err: err}
 	}
-	var fromIndex []string
 	var level []string
 	for i, root := range missing {
-		if results[i].infos == nil {
+		if indexed[i] {
+			plan.IndexedRoots = append(plan.IndexedRoots, root)
+		} else {
 			level = append(level, root)
-			continue
-		}
-		plan.IndexedRoots = append(plan.IndexedRoots, root)
-		for _, ni := range results[i].infos {
-			if _, ok := p.found[ni.StorePath]; !ok {
-				p.found[ni.StorePath] = &PlannedPath{Path: ni.StorePath, Info: ni, Cache: results[i].cache}
-				fromIndex = append(fromIndex, ni.StorePath)
-			}
 		}
 	}
+	slices.Sort(fromIndex)
 	if len(fromIndex) > 0 {
 		still, err := p.filterValid(fromIndex)
 		if err != nil {
@@ -263,7 +270,7 @@ func (cs Caches) closureIndex(ctx context.Context, root string) ([]*NarInfo, *Ca
 			return nil, nil, ctx.Err()
 		}
 		if !errors.Is(err, ErrNotFound) {
-			c.logf("warning: ignoring the closure index: %v", err)
+			c.logf("warning: ignoring the closure index, planning by narinfos instead: %v", err)
 		}
 	}
 	return nil, nil, nil

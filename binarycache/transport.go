@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -27,6 +28,7 @@ const (
 	DefaultConnectTimeout = 20 * time.Second // Nix: connect-timeout 0, curl's default 300 s
 	DefaultStallTimeout   = 60 * time.Second // Nix: stalled-download-timeout 300 s
 	maxRetryDelay         = 10 * time.Second
+	maxHeaderBytes        = 64 << 10
 )
 
 // NewHTTPClient returns an HTTP client for binary caches: proxies from the
@@ -48,6 +50,9 @@ func NewHTTPClient(connectTimeout time.Duration) *http.Client {
 		IdleConnTimeout:       90 * time.Second,
 		TLSHandshakeTimeout:   connectTimeout,
 		ExpectContinueTimeout: time.Second,
+		// Go's default is 10 MiB per response, on each connection; a
+		// cache's headers are a few hundred bytes.
+		MaxResponseHeaderBytes: maxHeaderBytes,
 	}
 	return &http.Client{Transport: t}
 }
@@ -93,21 +98,95 @@ func (f *fileBackend) open(ctx context.Context, name string, off int64, _ bool) 
 	if err := checkName(name); err != nil {
 		return nil, &permanentError{err}
 	}
-	fh, err := os.Open(filepath.Join(f.dir, filepath.FromSlash(name)))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("%w: %s does not exist", ErrNotFound, name)
-	}
+	fh, size, err := openRegular(filepath.Join(f.dir, filepath.FromSlash(name)))
 	if err != nil {
-		return nil, &permanentError{err}
+		return nil, err
 	}
 	if off > 0 {
 		if _, err := fh.Seek(off, io.SeekStart); err != nil {
 			fh.Close()
 			return nil, &permanentError{err}
 		}
+		size = max(size-off, 0)
 	}
-	return fh, nil
+	return &sizedFile{File: fh, size: size}, nil
 }
+
+// openRegular opens a file of a file:// cache for reading, following
+// symlinks (as Nix does) but refusing anything that is not a regular file:
+// opening a FIFO would block in the kernel until a writer comes (past
+// every timeout and signal), and a device or socket is no cache file. The
+// file is opened non-blocking so that a FIFO swapped in after the stat
+// cannot block the open either, checked with fstat, and only then made
+// blocking for reading. Every read of a file:// cache comes through here.
+func openRegular(p string) (*os.File, int64, error) {
+	if st, err := os.Stat(p); err == nil && !st.Mode().IsRegular() {
+		return nil, 0, notRegular(p, st.Mode())
+	}
+	fd, err := syscall.Open(p, syscall.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOCTTY|syscall.O_CLOEXEC, 0)
+	if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ENOTDIR) {
+		return nil, 0, fmt.Errorf("%w: %s does not exist", ErrNotFound, p)
+	}
+	if errors.Is(err, syscall.ENXIO) {
+		// What open gives for a unix socket.
+		return nil, 0, fmt.Errorf("%w: %s is not a regular file (a socket?)", ErrBadContent, p)
+	}
+	if err != nil {
+		return nil, 0, &permanentError{&os.PathError{Op: "open", Path: p, Err: err}}
+	}
+	var st syscall.Stat_t
+	if err := syscall.Fstat(fd, &st); err != nil {
+		syscall.Close(fd)
+		return nil, 0, &permanentError{&os.PathError{Op: "fstat", Path: p, Err: err}}
+	}
+	if st.Mode&syscall.S_IFMT != syscall.S_IFREG {
+		syscall.Close(fd)
+		return nil, 0, notRegular(p, fileMode(st.Mode))
+	}
+	if err := syscall.SetNonblock(fd, false); err != nil {
+		syscall.Close(fd)
+		return nil, 0, &permanentError{&os.PathError{Op: "fcntl", Path: p, Err: err}}
+	}
+	return os.NewFile(uintptr(fd), p), st.Size, nil
+}
+
+func notRegular(p string, m os.FileMode) error {
+	kind := "special file"
+	switch {
+	case m&os.ModeNamedPipe != 0:
+		kind = "named pipe (FIFO)"
+	case m&os.ModeSocket != 0:
+		kind = "socket"
+	case m&os.ModeDevice != 0:
+		kind = "device"
+	case m.IsDir():
+		kind = "directory"
+	}
+	return fmt.Errorf("%w: %s is a %s, not a regular file", ErrBadContent, p, kind)
+}
+
+// fileMode is the os.FileMode of a stat mode's type bits.
+func fileMode(mode uint32) os.FileMode {
+	switch mode & syscall.S_IFMT {
+	case syscall.S_IFIFO:
+		return os.ModeNamedPipe
+	case syscall.S_IFSOCK:
+		return os.ModeSocket
+	case syscall.S_IFCHR, syscall.S_IFBLK:
+		return os.ModeDevice
+	case syscall.S_IFDIR:
+		return os.ModeDir
+	}
+	return os.ModeIrregular
+}
+
+// sizedFile is a cache file with the size it had when opened.
+type sizedFile struct {
+	*os.File
+	size int64
+}
+
+func (s *sizedFile) knownSize() int64 { return s.size }
 
 // put writes through a temporary file in the same directory and renames it
 // into place, so readers never see a partial file.
@@ -245,10 +324,13 @@ func stalledOr(ctx context.Context, err error) error {
 }
 
 type guardedBody struct {
-	ctx   context.Context
-	body  io.ReadCloser
-	guard *stallGuard
+	ctx    context.Context
+	body   io.ReadCloser
+	guard  *stallGuard
+	length int64 // Content-Length, -1 when not sent
 }
+
+func (b *guardedBody) knownSize() int64 { return b.length }
 
 func (b *guardedBody) Read(p []byte) (int, error) {
 	n, err := b.body.Read(p)
@@ -304,7 +386,7 @@ func (h *httpBackend) open(ctx context.Context, name string, off int64, narinfo 
 		}
 		return nil, &HTTPError{Method: http.MethodGet, URL: u.Redacted(), StatusCode: resp.StatusCode, Status: resp.Status}
 	}
-	return &guardedBody{ctx: rctx, body: resp.Body, guard: guard}, nil
+	return &guardedBody{ctx: rctx, body: resp.Body, guard: guard, length: resp.ContentLength}, nil
 }
 
 func (h *httpBackend) put(ctx context.Context, name, contentType string, size int64, body func() (io.ReadCloser, error)) error {
@@ -415,3 +497,45 @@ func parseBoolParam(s string) (bool, error) {
 }
 
 func parseIntParam(s string) (int, error) { return strconv.Atoi(strings.TrimSpace(s)) }
+
+// sizer is a body whose size is known before it is read (an HTTP
+// Content-Length, a file's size); -1 when it is not.
+type sizer interface{ knownSize() int64 }
+
+// limitBody bounds what is read of a cache file: a body announced larger
+// than max fails before any byte is read, and one that turns out larger
+// fails as soon as it passes max, so that whatever a cache sends, at most
+// max bytes of it are read. Both failures wrap ErrBadContent.
+func limitBody(rc io.Reader, name string, max int64) (io.Reader, error) {
+	tooLarge := fmt.Errorf("%w: %s is larger than %d bytes", ErrBadContent, name, max)
+	if s, ok := rc.(sizer); ok {
+		if n := s.knownSize(); n > max {
+			return nil, fmt.Errorf("%w: %s is %d bytes, more than the %d allowed", ErrBadContent, name, n, max)
+		}
+	}
+	return &capReader{r: rc, left: max, err: tooLarge}, nil
+}
+
+type capReader struct {
+	r    io.Reader
+	left int64
+	err  error
+}
+
+func (c *capReader) Read(p []byte) (int, error) {
+	if c.left <= 0 {
+		// At the bound: a single byte more means too large.
+		var b [1]byte
+		n, err := c.r.Read(b[:])
+		if n > 0 {
+			return 0, c.err
+		}
+		return 0, err
+	}
+	if int64(len(p)) > c.left {
+		p = p[:c.left]
+	}
+	n, err := c.r.Read(p)
+	c.left -= int64(n)
+	return n, err
+}
