@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"hash"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -18,7 +17,6 @@ import (
 	"github.com/klauspost/compress/zstd"
 	"github.com/ulikunitz/xz"
 	"golang.org/x/sync/errgroup"
-	"golang.org/x/sys/unix"
 
 	"github.com/nix-aurora/nix-aurora/store"
 )
@@ -120,9 +118,6 @@ func NewUploader(ctx context.Context, rawURL string, key SecretKey, opts UploadO
 	c, cu, err := newCache(rawURL, opts.Options)
 	if err != nil {
 		return nil, err
-	}
-	if fb, ok := c.be.(*fileBackend); ok {
-		c.be = regularFileBackend{fb}
 	}
 	u := &Uploader{c: c, key: key, opts: opts}
 	info, err := c.getSmall(ctx, "nix-cache-info", 64<<10, false)
@@ -380,7 +375,7 @@ func (u *Uploader) uploadPath(ctx context.Context, src Source, info *store.PathI
 		}
 		u.c.logf("%s: the cache's narinfo %s; uploading the NAR and narinfo afresh", p, why)
 		uploaded = "re-uploaded"
-	case errors.Is(err, ErrBadNarInfo) || errors.Is(err, errNotRegular):
+	case errors.Is(err, ErrBadNarInfo) || errors.Is(err, ErrBadContent):
 		u.c.logf("%s: replacing an invalid narinfo in the cache: %v", p, err)
 		uploaded = "re-uploaded"
 	case !errors.Is(err, ErrNotFound):
@@ -412,7 +407,7 @@ func (u *Uploader) uploadPath(ctx context.Context, src Source, info *store.PathI
 			return nil, "", err
 		}
 	}
-	if fb, ok := u.c.be.(regularFileBackend); ok {
+	if fb, ok := u.c.be.(*fileBackend); ok {
 		if err := fb.renameInto(nf.tmp, ni.URL); err != nil {
 			return nil, "", err
 		}
@@ -481,76 +476,6 @@ func (u *Uploader) keepable(ctx context.Context, ni *NarInfo, narHash string, na
 	return "", nil
 }
 
-// errNotRegular: a file in a file:// cache is a FIFO, device, socket or
-// directory, which reading could block on forever (or fail on).
-var errNotRegular = errors.New("not a regular file")
-
-// regularFileBackend is a file:// cache as an Uploader reads it: every file
-// opened must be a regular file. Anyone who can write the cache can plant
-// a FIFO, and reading one blocks until a writer comes.
-type regularFileBackend struct{ *fileBackend }
-
-func (f regularFileBackend) open(ctx context.Context, name string, off int64, _ bool) (io.ReadCloser, error) {
-	if err := checkName(name); err != nil {
-		return nil, &permanentError{err}
-	}
-	fh, err := openRegularFile(filepath.Join(f.dir, filepath.FromSlash(name)))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("%w: %s does not exist", ErrNotFound, name)
-	}
-	if err != nil {
-		return nil, &permanentError{err}
-	}
-	if off > 0 {
-		if _, err := fh.Seek(off, io.SeekStart); err != nil {
-			fh.Close()
-			return nil, &permanentError{err}
-		}
-	}
-	return fh, nil
-}
-
-// openRegularFile opens path for reading and refuses at once anything but
-// a regular file. The open itself is non-blocking (opening a FIFO with no
-// writer would block otherwise); reads of the regular file then block
-// again as usual.
-func openRegularFile(path string) (*os.File, error) {
-	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, &fs.PathError{Op: "open", Path: path, Err: err}
-	}
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
-		unix.Close(fd)
-		return nil, &fs.PathError{Op: "stat", Path: path, Err: err}
-	}
-	if st.Mode&unix.S_IFMT != unix.S_IFREG {
-		unix.Close(fd)
-		return nil, &fs.PathError{Op: "open", Path: path, Err: fmt.Errorf("%w (%s)", errNotRegular, fileKind(st.Mode))}
-	}
-	if err := unix.SetNonblock(fd, false); err != nil {
-		unix.Close(fd)
-		return nil, &fs.PathError{Op: "open", Path: path, Err: err}
-	}
-	return os.NewFile(uintptr(fd), path), nil
-}
-
-func fileKind(mode uint32) string {
-	switch mode & unix.S_IFMT {
-	case unix.S_IFIFO:
-		return "a FIFO"
-	case unix.S_IFDIR:
-		return "a directory"
-	case unix.S_IFCHR:
-		return "a character device"
-	case unix.S_IFBLK:
-		return "a block device"
-	case unix.S_IFSOCK:
-		return "a socket"
-	}
-	return fmt.Sprintf("file type %#o", mode&unix.S_IFMT)
-}
-
 func compressionExt(method string) string {
 	switch method {
 	case "zstd":
@@ -587,7 +512,7 @@ func (nopWriteCloser) Close() error { return nil }
 // checks the NAR against the store's hash and size.
 func (u *Uploader) dumpNar(ctx context.Context, src Source, p, wantHash string, wantSize uint64) (*narFile, error) {
 	dir := u.opts.TempDir
-	if fb, ok := u.c.be.(regularFileBackend); ok {
+	if fb, ok := u.c.be.(*fileBackend); ok {
 		dir = filepath.Join(fb.dir, "nar")
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return nil, err

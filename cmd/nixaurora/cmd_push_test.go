@@ -614,7 +614,7 @@ func TestPushPlantedNarInfo(t *testing.T) {
 		t.Fatalf("push: exit %d\n%s", code, errOut)
 	}
 	for i, why := range []string{"has NarHash sha256:1b8m03r63zqhnjf7l5wnldhh7c134ap5vpj0850ymkq1iyzicy5s", "which cannot be read: " + binarycache.ErrNotFound.Error(),
-		"not a regular file (a FIFO)", fmt.Sprintf("which is not %d bytes long", storeNarInfo(t, lv[3]).NarSize)} {
+		"is a named pipe (FIFO), not a regular file", fmt.Sprintf("which is not %d bytes long", storeNarInfo(t, lv[3]).NarSize)} {
 		if !strings.Contains(errOut, "re-uploaded "+lv[i]+" (") || !strings.Contains(errOut, why) {
 			t.Errorf("push does not say it re-uploaded %s because the narinfo %s:\n%s", lv[i], why, errOut)
 		}
@@ -648,7 +648,7 @@ func TestPushFIFOsInCache(t *testing.T) {
 	if code != exitOK {
 		t.Fatalf("push: exit %d\n%s", code, errOut)
 	}
-	for _, want := range []string{index + ": not a regular file (a FIFO)", narinfo + ": not a regular file (a FIFO)", "re-uploaded " + fx.Levels[0][0]} {
+	for _, want := range []string{index + " is a named pipe (FIFO)", narinfo + " is a named pipe (FIFO)", "re-uploaded " + fx.Levels[0][0]} {
 		if !strings.Contains(errOut, want) {
 			t.Errorf("push does not say %q:\n%s", want, errOut)
 		}
@@ -666,7 +666,7 @@ func TestPushFIFOsInCache(t *testing.T) {
 		t.Fatal(err)
 	}
 	code, errOut = pushPromptly(t, dir, "push", "--to", "file://"+dir, "--secret-key", sk, fx.Root)
-	if code != exitFailure || !strings.Contains(errOut, info+": not a regular file (a FIFO)") {
+	if code != exitFailure || !strings.Contains(errOut, info+" is a named pipe (FIFO)") {
 		t.Errorf("push to a cache whose nix-cache-info is a FIFO: exit %d\n%s", code, errOut)
 	}
 }
