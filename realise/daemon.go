@@ -14,8 +14,18 @@ import (
 type Daemon struct{}
 
 // Substitute asks the store what it would fetch (failing at once, naming the
-// paths, when nothing has them), then has it fetch the closure.
+// paths, when nothing has them), then has it fetch the closure. A failure
+// is explained by what the daemon's log stream showed meanwhile (see
+// substitutionLog), so that it is transient or permanent alike on every
+// Nix version.
 func (Daemon) Substitute(ctx context.Context, s *Session, paths []string) error {
+	l := newSubstitutionLog()
+	restore := l.watch(s.Conn)
+	defer restore()
+	return l.explain(substitute(ctx, s, paths))
+}
+
+func substitute(ctx context.Context, s *Session, paths []string) error {
 	m, err := s.Conn.QueryMissing(ctx, paths)
 	if err != nil {
 		return fmt.Errorf("query missing paths: %w", err)

@@ -92,7 +92,9 @@ func (e *DiagnosedError) Unwrap() error { return e.Err }
 // network failures reported by curl.
 var transientMarkers = []string{
 	"HTTP error 5", "HTTP error 408", "HTTP error 429",
-	"Couldn't connect to server", "Connection refused", "Connection reset",
+	"Couldn't connect to server",  // libcurl 7
+	"Could not connect to server", // libcurl 8
+	"Connection refused", "Connection reset",
 	"Timeout was reached", "Operation timed out", "timed out",
 	"Failure when receiving data", "Recv failure", "Send failure",
 	"SSL connect error", "Could not resolve host", "Empty reply from server",
@@ -144,4 +146,38 @@ func transientMessage(msg string) bool {
 		}
 	}
 	return false
+}
+
+// signatureMarkers are the messages of a path refused for its signatures,
+// in the wording of every Nix version in the matrix (testdata/daemon).
+var signatureMarkers = []string{
+	"lacks a valid signature",            // AddToStoreNar, Nix < 2.12
+	"lacks a signature by a trusted key", // AddToStoreNar, Nix ≥ 2.12
+	// Substitution: "the substitute for 'P' from 'C' is not signed by any
+	// of the keys in 'trusted-public-keys'" (2.8), "ignoring substitute for
+	// 'P' from 'C', as it's not signed by any of the keys in …" (≥ 2.26).
+	"not signed by any of the keys",
+}
+
+// untrustedKeyHint says what to do about a refused signature.
+const untrustedKeyHint = "the store does not trust the key that signed it: add it to the daemon's trusted-public-keys"
+
+// refusedSignature reports whether a daemon message says that a path was
+// refused for lack of a trusted signature.
+func refusedSignature(msg string) bool {
+	for _, m := range signatureMarkers {
+		if strings.Contains(msg, m) {
+			return true
+		}
+	}
+	return false
+}
+
+// withSignatureHint is msg with untrustedKeyHint when it is about a
+// refused signature.
+func withSignatureHint(msg string) string {
+	if refusedSignature(msg) {
+		return msg + " (" + untrustedKeyHint + ")"
+	}
+	return msg
 }

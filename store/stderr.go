@@ -105,6 +105,15 @@ type Event struct {
 	Parent       uint64       // StartActivity: the parent activity, 0 for none
 }
 
+// Logger returns the function set with SetLogger, nil if none, so that an
+// operation can watch the stream for a while and pass every event on.
+func (c *Conn) Logger() func(Event) {
+	if fn := c.logger.Load(); fn != nil {
+		return *fn
+	}
+	return nil
+}
+
 // stderrLoop reads the log stream up to STDERR_LAST (nil) or STDERR_ERROR
 // (*DaemonError). src answers STDERR_READ and sink takes STDERR_WRITE, for
 // the ops that use them; any other error means the stream is lost.
