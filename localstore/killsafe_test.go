@@ -64,54 +64,13 @@ func TestRegistrarHoldsLocks(t *testing.T) {
 	}
 }
 
-// holdDB holds a write transaction on the node's database until the test
-// ends (or release is called), as another Nix process busy writing would.
-func holdDB(t *testing.T, node *testnode.Node) (release func()) {
-	t.Helper()
-	db := filepath.Join(node.Root, "nix/var/nix/db/db.sqlite")
-	cmd := exec.Command("sqlite3", db)
-	var errs bytes.Buffer
-	cmd.Stderr = &errs
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	// It waits for the lock, which a probe below may hold for an instant.
-	fmt.Fprintln(stdin, ".timeout 10000\nBEGIN IMMEDIATE;")
-	done := false
-	release = func() {
-		if !done {
-			done = true
-			stdin.Close() // the transaction is rolled back
-			cmd.Wait()
-		}
-	}
-	t.Cleanup(release)
-	// Its output is buffered: see the lock from outside instead.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		out, _ := exec.Command("sqlite3", db, "BEGIN IMMEDIATE; ROLLBACK;").CombinedOutput()
-		if strings.Contains(string(out), "locked") {
-			return release
-		}
-		if time.Now().After(deadline) {
-			release()
-			t.Fatalf("sqlite3 did not take the write lock of %s: %s %s", db, out, errs.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // TestRegistrarDiesWithParent: a registration waiting for a busy database
 // ends when the process that started it is killed, and so commits
 // nothing afterwards: nothing else holds the path's lock, and another run
 // may remove its files.
 func TestRegistrarDiesWithParent(t *testing.T) {
 	node, ls, reg := lockedNode(t, "localstore-dies-with-parent")
-	release := holdDB(t, node)
+	release := node.HoldDB(t, nil)
 	helper := exec.Command(os.Args[0], "-test.run=^TestHelperRegistrar$")
 	helper.Env = append(os.Environ(), "LOCALSTORE_HELPER=1",
 		"HELPER_DIR="+ls.Dir, "HELPER_STORE="+ls.StoreArg, "HELPER_ENV="+strings.Join(ls.Env, "\n"),
