@@ -134,6 +134,9 @@ func TestHoldThroughRunningGC(t *testing.T) {
 	if res.err != nil {
 		t.Fatalf("Realise: %v", res.err)
 	}
+	if !waits && w.log.has("garbage collection") {
+		t.Errorf("the run waited for a collection in progress, which its daemon's temp roots reach:\n%s", &w.log)
+	}
 	if bad := w.node.Invalid(t, fx.Closure...); len(bad) > 0 {
 		t.Fatalf("the collection deleted rooted paths: %v", bad)
 	}
