@@ -22,6 +22,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/nix-aurora/nix-aurora/internal/testnode"
 )
 
 // promptly runs op and fails the test if it has not returned within a few
@@ -208,7 +210,7 @@ func newEndlessServer(t *testing.T, dir string, body func(name string) func(w io
 	t.Helper()
 	s := &endlessServer{}
 	files := http.FileServer(http.Dir(dir))
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	s.URL = testnode.ServeHTTP(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		name := strings.TrimPrefix(r.URL.Path, "/")
 		gen := body(name)
 		if gen == nil {
@@ -226,22 +228,7 @@ func newEndlessServer(t *testing.T, dir string, body func(name string) func(w io
 				return
 			}
 		}
-	})}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		srv.Serve(ln)
-	}()
-	t.Cleanup(func() {
-		srv.Close()
-		wg.Wait()
-	})
-	s.URL = "http://" + ln.Addr().String()
+	}))
 	return s
 }
 

@@ -34,11 +34,12 @@ func lockedNode(t *testing.T, name string) (*testnode.Node, *Store, Registration
 	return node, ls, hostRegistration(t, leaf)
 }
 
-// TestRegistrarHoldsLocks: the registering process holds the locks of
-// its batch, so that they stay held after this process let go of them
-// (as its death does) until the registration is over.
-func TestRegistrarHoldsLocks(t *testing.T) {
-	node, ls, reg := lockedNode(t, "localstore-holds-locks")
+// lockAndPrepare locks reg's path, as a run does before it unpacks it,
+// and starts a registrar prepared with that lock (so that its process
+// holds the lock too), as a run does before it registers: for the tests of
+// what the registering process holds and when it ends.
+func lockAndPrepare(t *testing.T, ls *Store, reg *Registration) (*Registrar, *PathLock) {
+	t.Helper()
 	lock, err := TryLock(ls.RealPath(reg.Path))
 	if err != nil || lock == nil {
 		t.Fatalf("TryLock = %v, %v", lock, err)
@@ -46,6 +47,15 @@ func TestRegistrarHoldsLocks(t *testing.T) {
 	reg.Lock = lock
 	r := ls.NewRegistrar(context.Background())
 	r.Prepare([]*PathLock{lock})
+	return r, lock
+}
+
+// TestRegistrarHoldsLocks: the registering process holds the locks of
+// its batch, so that they stay held after this process let go of them
+// (as its death does) until the registration is over.
+func TestRegistrarHoldsLocks(t *testing.T) {
+	node, ls, reg := lockedNode(t, "localstore-holds-locks")
+	r, lock := lockAndPrepare(t, ls, &reg)
 	lock.Unlock(false) // this process's file is closed: only the child's is left
 	if other, err := TryLock(ls.RealPath(reg.Path)); err != nil || other != nil {
 		other.Unlock(false)
@@ -64,54 +74,13 @@ func TestRegistrarHoldsLocks(t *testing.T) {
 	}
 }
 
-// holdDB holds a write transaction on the node's database until the test
-// ends (or release is called), as another Nix process busy writing would.
-func holdDB(t *testing.T, node *testnode.Node) (release func()) {
-	t.Helper()
-	db := filepath.Join(node.Root, "nix/var/nix/db/db.sqlite")
-	cmd := exec.Command("sqlite3", db)
-	var errs bytes.Buffer
-	cmd.Stderr = &errs
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	// It waits for the lock, which a probe below may hold for an instant.
-	fmt.Fprintln(stdin, ".timeout 10000\nBEGIN IMMEDIATE;")
-	done := false
-	release = func() {
-		if !done {
-			done = true
-			stdin.Close() // the transaction is rolled back
-			cmd.Wait()
-		}
-	}
-	t.Cleanup(release)
-	// Its output is buffered: see the lock from outside instead.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		out, _ := exec.Command("sqlite3", db, "BEGIN IMMEDIATE; ROLLBACK;").CombinedOutput()
-		if strings.Contains(string(out), "locked") {
-			return release
-		}
-		if time.Now().After(deadline) {
-			release()
-			t.Fatalf("sqlite3 did not take the write lock of %s: %s %s", db, out, errs.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // TestRegistrarDiesWithParent: a registration waiting for a busy database
 // ends when the process that started it is killed, and so commits
 // nothing afterwards: nothing else holds the path's lock, and another run
 // may remove its files.
 func TestRegistrarDiesWithParent(t *testing.T) {
 	node, ls, reg := lockedNode(t, "localstore-dies-with-parent")
-	release := holdDB(t, node)
+	release := node.HoldDB(t, nil)
 	helper := exec.Command(os.Args[0], "-test.run=^TestHelperRegistrar$")
 	helper.Env = append(os.Environ(), "LOCALSTORE_HELPER=1",
 		"HELPER_DIR="+ls.Dir, "HELPER_STORE="+ls.StoreArg, "HELPER_ENV="+strings.Join(ls.Env, "\n"),
@@ -171,14 +140,8 @@ func TestHelperRegistrar(t *testing.T) {
 	ls := &Store{Dir: os.Getenv("HELPER_DIR"), StoreArg: os.Getenv("HELPER_STORE"), Env: strings.Split(os.Getenv("HELPER_ENV"), "\n")}
 	size, _ := strconv.ParseUint(os.Getenv("HELPER_SIZE"), 10, 64)
 	reg := Registration{Path: os.Getenv("HELPER_PATH"), NarHash: os.Getenv("HELPER_HASH"), NarSize: size}
-	lock, err := TryLock(ls.RealPath(reg.Path))
-	if err != nil || lock == nil {
-		t.Fatalf("TryLock = %v, %v", lock, err)
-	}
-	reg.Lock = lock
-	r := ls.NewRegistrar(context.Background())
-	r.Prepare([]*PathLock{lock})
+	r, _ := lockAndPrepare(t, ls, &reg)
 	fmt.Printf("nix-store %d\n", r.spare.cmd.Process.Pid)
-	err = r.Register([]Registration{reg})
+	err := r.Register([]Registration{reg})
 	t.Fatalf("Register returned (%v) while the database was busy", err)
 }

@@ -19,7 +19,7 @@
 let
   inherit (builtins)
     any attrNames concatLists concatMap concatStringsSep currentSystem
-    derivation elem elemAt filter floor foldl' fromJSON genList hasAttr head
+    derivation elem elemAt filter floor foldl' genList hasAttr head
     intersectAttrs isAttrs isBool isFloat isFunction isInt isList isPath
     isString length listToAttrs mapAttrs match removeAttrs replaceStrings
     split stringLength substring toJSON typeOf;
@@ -37,6 +37,7 @@ let
   isDerivation = v: isAttrs v && (v.type or null) == "derivation";
   isNumber = v: isInt v || isFloat v;
   max = a: b: if a > b then a else b;
+  abs = x: if x < 0 then 0 - x else x;
   quoteList = names: concatStringsSep ", " (map (n: "'${toString n}'") names);
   plural = n: word: if n == 1 then word else "${word}es";
 
@@ -46,12 +47,71 @@ let
   # for `cmdLine`, `maxFailures`, `max-failures`...
   canonical = s: replaceStrings ([ "_" "-" ] ++ upperChars) ([ "" "" ] ++ lowerChars) s;
 
+  # ---- Numbers ----
+  #
+  # Nix 2.8's toJSON prints a float with 6 significant digits and an
+  # integral one as an integer (`2`); since 2.12 it prints the shortest text
+  # that reads back as the same double, and `2.0`. The two agree on integers
+  # and on the double nearest to a non-integral decimal of at most 6
+  # significant digits, so every float is turned into one of those before it
+  # reaches the JSON, with float arithmetic that every version computes
+  # alike (toString cannot help: it prints "%f" on every version).
+
+  # 10^n as a float, exact for n <= 22 (every factor and product is).
+  pow10 = n: foldl' (acc: _: acc * 10.0) 1.0 (genList (i: i) n);
+  # a * 10^k in one correctly rounded operation.
+  scale10 = a: k: if k >= 0 then a * pow10 k else a / pow10 (0 - k);
+  # Below 1e-15 the scaling would need inexact powers of ten; at 1e15 and
+  # above floor would leave the range where every integer is a double.
+  inNumberRange = a: a == 0 || (a >= 1.0e-15 && a < 1.0e15);
+
+  # For a number in range: { value; exact; }. `value` is v as an integer
+  # if v is integral, else v rounded to 6 significant digits (an integer
+  # again if that is integral, else the nearest double); `exact` says that
+  # v had at most 6 significant digits. A difference below 1e-6 at the scale
+  # of 6 integral digits (a relative 1e-12 or less) is float noise, so that
+  # 0.1 + 0.2 counts as 0.3.
+  roundNumber = v:
+    let
+      a = abs v;
+      negate = x: if v < 0 then 0 - x else x;
+      up = k: if scale10 a k < 100000.0 then up (k + 1) else k;
+      down = k: if scale10 a k >= 1000000.0 then down (k - 1) else k;
+      k0 = if a < 100000.0 then up 0 else down 0;
+      s = scale10 a k0;
+      m0 = floor (s + 0.5);
+      # 999999.7 rounds up to a seventh digit.
+      carry = m0 >= 1000000;
+      m = if carry then m0 / 10 else m0;
+      k = if carry then k0 - 1 else k0;
+      intPow10 = n: foldl' (acc: _: acc * 10) 1 (genList (i: i) n);
+      # m has 6 digits, so only k <= 5 can divide it (and 10^k overflows
+      # 64 bits from k = 19, which newer Nix refuses).
+      integral = k <= 0 || (k <= 5 && m - m / intPow10 k * intPow10 k == 0);
+      d = s - m0;
+    in
+    if isInt v then { value = v; exact = true; }
+    else if a == 0 then { value = 0; exact = true; }
+    else if floor a == a then { value = negate (floor a); exact = true; }
+    else {
+      value = negate (if k <= 0 then m * intPow10 (0 - k)
+        else if integral then m / intPow10 k
+        else m / pow10 k);
+      exact = d < 0.000001 && d > -0.000001;
+    };
+
+  # How a number appears in messages: on every version alike, so a float
+  # that cannot reach the JSON is shown rounded to 6 significant digits.
+  showNumber = v:
+    if isInt v || inNumberRange (abs v) then toJSON (roundNumber v).value
+    else "out of range";
+
   # Human description of a value, for "expected X, got Y".
   describe = v:
     if isString v then
       "the string ${toJSON (if stringLength v > 60 then substring 0 57 v + "..." else v)}"
     else if isInt v then "the integer ${toJSON v}"
-    else if isFloat v then "the float ${toJSON v}"
+    else if isFloat v then "the float ${showNumber v}"
     else if isBool v then (if v then "true" else "false")
     else if v == null then "null"
     else if isList v then "a list"
@@ -107,12 +167,20 @@ let
       else if isFloat v then ok (floor v)
       else fail path "expected a size in bytes (e.g. 512 * MB), got ${describe v}";
 
-    # The value is what the JSON will say: integral floats become integers,
-    # others keep the 6 significant digits that Nix's toJSON prints, so the
-    # `config` attribute never disagrees with the JSON file.
+    # The value is what the JSON will say, on every version of Nix (see
+    # roundNumber): integers stay, integral floats become integers, other
+    # floats must have at most 6 significant digits, as Nix 2.8 cannot print
+    # more. Rounding instead would make the job differ from what was
+    # written without a word: warnings scroll past in builds.
     float = path: v:
-      if isNumber v then ok (fromJSON (toJSON v))
-      else fail path "expected a number, got ${describe v}";
+      let n = roundNumber v; in
+      if isInt v then ok v
+      else if !isFloat v then fail path "expected a number, got ${describe v}"
+      else if !inNumberRange (abs v) then
+        fail path "expected a number between 1e-15 and 1e15 in size, or 0, got a float outside that range"
+      else if !n.exact then
+        fail path "the float ${showNumber v} (rounded) has more than 6 significant digits: Nix 2.8 prints only 6 in JSON and later versions print all, so the job would change with the Nix that builds it; write at most 6 (e.g. ${toJSON n.value})"
+      else ok n.value;
 
     bool = path: v:
       if isBool v then ok v else fail path "expected true or false, got ${describe v}";

@@ -224,30 +224,41 @@ var storePathRE = regexp.MustCompile(`/nix/store/[0-9a-z]{32}-[A-Za-z0-9+._?=-]+
 
 const defaultNixInit = "/nix/var/nix/profiles/default/bin/nix-init"
 
+// example is one of examples/.
+type example struct {
+	name string
+	// nixpkgs-style examples build here with the project's stand-ins.
+	stubPkgs bool
+}
+
+var examples = []example{
+	{name: "hello_world"},
+	{name: "web_service"},
+	{name: "python_hello_world", stubPkgs: true},
+	{name: "prometheus", stubPkgs: true},
+}
+
+// nixArgs returns the example's file and the arguments it builds with here.
+func (ex example) nixArgs(t *testing.T) (file string, args []string) {
+	t.Helper()
+	file = filepath.Join("examples", ex.name, "default.nix")
+	if ex.stubPkgs {
+		args = []string{"--arg", "pkgs", "import " + filepath.Join(repoRoot(t), "examples", "stubpkgs") + " {}"}
+	}
+	return file, args
+}
+
 func TestExamples(t *testing.T) {
 	testnix.Require(t)
 	t.Parallel()
-	root := repoRoot(t)
 
-	examples := []struct {
-		name string
-		// nixpkgs-style examples build here with the project's stand-ins.
-		stubPkgs bool
-	}{
-		{name: "hello_world"},
-		{name: "web_service"},
-		{name: "python_hello_world", stubPkgs: true},
-		{name: "prometheus", stubPkgs: true},
-	}
 	for _, ex := range examples {
 		t.Run(ex.name, func(t *testing.T) {
 			t.Parallel()
-			file := filepath.Join("examples", ex.name, "default.nix")
-			var args []string
+			file, args := ex.nixArgs(t)
 			if ex.stubPkgs {
 				// The plain form (with <nixpkgs>) must at least parse.
 				mustNix(t, "nix-instantiate", "--parse", file)
-				args = []string{"--arg", "pkgs", "import " + filepath.Join(root, "examples", "stubpkgs") + " {}"}
 			}
 
 			out := build(t, append([]string{file}, args...)...)

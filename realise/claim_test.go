@@ -18,11 +18,8 @@ import (
 	"github.com/nix-aurora/nix-aurora/store"
 )
 
-// squatModes are the ways a hostile neighbour can hold a claim name (see
-// testdata/squatter.py).
-var squatModes = []string{"accept-close", "never-accept", "wrong-data", "bind-only"}
-
-// squatter is testdata/squatter.py running as the hostile neighbour.
+// squatter is testnode's squatter (SquatterCommand) running as the
+// hostile neighbour.
 type squatter struct {
 	cmd  *os.Process
 	out  *bufio.Scanner
@@ -33,11 +30,7 @@ type squatter struct {
 func squat(t *testing.T, mode string, names []string) *squatter {
 	t.Helper()
 	testnix.RequireRoot(t)
-	script, err := os.ReadFile("testdata/squatter.py")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := testnode.NeighbourCommand(t, "/usr/bin/python3", append([]string{"-c", string(script), mode}, names...)...)
+	cmd := testnode.SquatterCommand(t, mode, names...)
 	cmd.Stderr = os.Stderr
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -177,7 +170,7 @@ func TestClaimTrust(t *testing.T) {
 // lock does not stall.
 func TestClaimSquatted(t *testing.T) {
 	t.Parallel()
-	for _, mode := range squatModes {
+	for _, mode := range testnode.SquatModes {
 		t.Run(mode, func(t *testing.T) {
 			t.Parallel()
 			c := testClaims(t)
@@ -338,7 +331,7 @@ func TestDirectSquattedClaims(t *testing.T) {
 		"single-user": func(t *testing.T) *directWorld { return newSingleUserWorld(t, testnode.NodeOptions{}) },
 	}
 	for kind, newWorld := range worlds {
-		for _, mode := range squatModes {
+		for _, mode := range testnode.SquatModes {
 			t.Run(kind+"/"+mode, func(t *testing.T) {
 				t.Parallel()
 				w := newWorld(t)

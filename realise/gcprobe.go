@@ -4,6 +4,8 @@ import (
 	"errors"
 	"net"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -43,4 +45,52 @@ func gcRunning(stateDir string) (running, known bool) {
 		return false, true
 	}
 	return false, false
+}
+
+// tempRootsReachGC reports whether a daemon of this Nix version, asked
+// for a temp root while a garbage collection holds the GC lock, is sure
+// to hand it to that collection. Since Nix 2.20 addTempRoot retries, every
+// 100 ms, until the collection's socket takes the root. Before, a worker
+// that found the lock held but the socket not yet there (the instant after
+// a GC takes its lock) ignored the error, kept the unconnected socket and
+// never told any collection again. Lix, forked from Nix 2.18 and numbered
+// from 2.90, has the retry in every release. A pre-release ("2.20.0pre…")
+// may predate the change and counts as the version before; an unknown
+// version (protocol < 1.33 does not say) counts as old.
+func tempRootsReachGC(version string) bool {
+	major, minor, ok := nixVersion(version)
+	if !ok {
+		return false
+	}
+	return major > 2 || major == 2 && minor >= 20
+}
+
+// nixVersion reads major and minor from the version a daemon reports:
+// "2.26.3", "2.20.0pre20240115_dirty", Lix's "2.93.0" or "2.94.0-devpre…".
+// A pre-release counts as the release before it.
+func nixVersion(s string) (major, minor int, ok bool) {
+	fields := strings.SplitN(s, ".", 3)
+	if len(fields) < 2 {
+		return 0, 0, false
+	}
+	major, err1 := strconv.Atoi(fields[0])
+	digits := strings.IndexFunc(fields[1], func(r rune) bool { return r < '0' || r > '9' })
+	rest := ""
+	if digits >= 0 {
+		fields[1], rest = fields[1][:digits], fields[1][digits:]
+	}
+	minor, err2 := strconv.Atoi(fields[1])
+	if err1 != nil || err2 != nil || major < 0 || minor < 0 {
+		return 0, 0, false
+	}
+	if len(fields) == 3 {
+		rest += fields[2]
+	}
+	if strings.Contains(rest, "pre") {
+		if minor == 0 {
+			return 0, 0, false
+		}
+		minor--
+	}
+	return major, minor, true
 }

@@ -53,3 +53,31 @@ func TestGCRunning(t *testing.T) {
 		t.Fatalf("stale socket: running=%v known=%v", running, known)
 	}
 }
+
+// TestTempRootsReachGC: the versions daemons report in the handshake
+// (Nix 2.8 to 2.34, pre-releases, Lix), and what they say of the wait.
+func TestTempRootsReachGC(t *testing.T) {
+	for _, c := range []struct {
+		version string
+		want    bool
+	}{
+		{"2.8.0", false},
+		{"2.18.9", false},
+		{"2.19.7", false},
+		{"2.20.0pre20240115_dirty", false}, // master before the change was merged
+		{"2.20.0", true},
+		{"2.26.3", true},
+		{"2.34.8", true},
+		{"2.93.0", true},                // Lix
+		{"2.94.0-devpre20250101", true}, // Lix development build
+		{"3.0.0", true},
+		{"", false}, // protocol < 1.33
+		{"2", false},
+		{"2.x", false},
+		{"nix 2.26.3", false},
+	} {
+		if got := tempRootsReachGC(c.version); got != c.want {
+			t.Errorf("tempRootsReachGC(%q) = %v, want %v", c.version, got, c.want)
+		}
+	}
+}

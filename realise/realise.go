@@ -284,6 +284,12 @@ const DefaultGCGrace = 10 * time.Second
 // collection that only lists what is live and walks nothing
 // (GCReturnLive, MaxFreed 0). It costs a scan of the roots. A collection
 // that runs for longer than the grace has read the temp roots long since.
+//
+// A daemon whose temp roots always reach a running collection (Nix 2.20
+// on, see tempRootsReachGC) needs no wait: adding the temp roots again,
+// now that the roots exist, hands them to any collection in progress, and
+// one that starts later reads the roots. That costs one round trip instead
+// of the scan, or the rest of the collection.
 func holdThroughGC(ctx context.Context, conn *store.Conn, cfg *Config, tracker *tracker, paths []string) error {
 	grace := cfg.GCGrace
 	if grace < 0 {
@@ -301,9 +307,10 @@ func holdThroughGC(ctx context.Context, conn *store.Conn, cfg *Config, tracker *
 			return nil
 		}
 	}
+	readd := tempRootsReachGC(conn.DaemonVersion())
 	// Nix says that it waits for the GC lock at level info: ask for it, so
 	// that a slow start is explained only when a collection caused it.
-	if o, ok := conn.Options(); ok && o.Verbosity < store.LvlInfo {
+	if o, ok := conn.Options(); ok && !readd && o.Verbosity < store.LvlInfo {
 		o.Verbosity = store.LvlInfo
 		if err := conn.SetOptions(ctx, o); err != nil {
 			return fmt.Errorf("wait for garbage collections in progress: %w", err)
@@ -320,12 +327,18 @@ func holdThroughGC(ctx context.Context, conn *store.Conn, cfg *Config, tracker *
 	})
 	defer stop()
 	start := time.Now()
-	_, err := conn.CollectGarbage(gctx, store.GCOptions{Action: store.GCDeleteSpecific})
+	var err error
+	if readd {
+		// The daemon retries until the collection's socket takes them.
+		err = conn.AddTempRoots(gctx, paths)
+	} else {
+		_, err = conn.CollectGarbage(gctx, store.GCOptions{Action: store.GCDeleteSpecific})
+	}
 	waited := time.Since(start)
 	var de *store.DaemonError
 	switch {
 	case err == nil:
-		if tracker.waitedForGC() {
+		if tracker.waitedForGC() || readd && waited >= time.Second {
 			cfg.logf("waited %.1fs for a garbage collection in progress", waited.Seconds())
 		}
 		return nil
@@ -334,7 +347,7 @@ func holdThroughGC(ctx context.Context, conn *store.Conn, cfg *Config, tracker *
 		return nil
 	case gctx.Err() != nil:
 		return err // interrupted
-	case errors.As(err, &de) && !store.IsConnectionError(err):
+	case errors.As(err, &de) && !store.IsConnectionError(err) && !readd:
 		// A daemon that does not let us wait for its GC: the temp roots
 		// again are the next best thing (they reach a running GC unless
 		// the worker's GC socket is broken).
@@ -345,6 +358,8 @@ func holdThroughGC(ctx context.Context, conn *store.Conn, cfg *Config, tracker *
 			return fmt.Errorf("hold temp roots: %w", err)
 		}
 		return nil
+	case readd:
+		return fmt.Errorf("hold temp roots for garbage collections in progress: %w", err)
 	}
 	return fmt.Errorf("wait for garbage collections in progress: %w", err)
 }

@@ -1,79 +1,12 @@
 package realise
 
 import (
-	"net"
-	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/nix-aurora/nix-aurora/internal/testnode"
 )
-
-// endlessCache is an HTTP server on 127.0.0.1 whose nix-cache-info never
-// ends (it stops at a cap, so that a client that buffers it all, as the
-// daemon does, cannot take the test machine down). It records who asked.
-type endlessCache struct {
-	URL string
-
-	mu     sync.Mutex
-	agents []string // User-Agent of each request
-	sent   []int64  // bytes sent to each
-}
-
-// endlessCap bounds what one request is sent: far beyond any size
-// nix-init accepts for nix-cache-info, so that reaching it means a
-// client buffered it.
-const endlessCap = 64 << 20
-
-func newEndlessCache(t *testing.T) *endlessCache {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &endlessCache{URL: "http://" + ln.Addr().String()}
-	line := []byte("X-Padding: " + strings.Repeat("x", 1000) + "\n")
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c.mu.Lock()
-		i := len(c.agents)
-		c.agents = append(c.agents, r.UserAgent())
-		c.sent = append(c.sent, 0)
-		c.mu.Unlock()
-		if r.URL.Path != "/nix-cache-info" {
-			http.NotFound(w, r)
-			return
-		}
-		n, _ := w.Write([]byte("StoreDir: /nix/store\n"))
-		total := int64(n)
-		for total < endlessCap {
-			n, err := w.Write(line)
-			total += int64(n)
-			if err != nil {
-				break
-			}
-		}
-		c.mu.Lock()
-		c.sent[i] = total
-		c.mu.Unlock()
-	})}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-	return c
-}
-
-// requests returns the User-Agents of the requests so far and the most
-// bytes any of them was sent.
-func (c *endlessCache) requests() ([]string, int64) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	var most int64
-	for _, n := range c.sent {
-		most = max(most, n)
-	}
-	return append([]string(nil), c.agents...), most
-}
 
 // TestDirectNoFallbackAfterBadContent: a reachable cache that sends an
 // endless nix-cache-info is refused, and the run fails naming it: the
@@ -96,7 +29,7 @@ func TestDirectNoFallbackAfterBadContent(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			endless := newEndlessCache(t)
+			endless := testnode.NewEndlessCacheInfo(t)
 			w := newDaemonWorld(t, testnode.NodeOptions{
 				Substituters:      []string{endless.URL},
 				TrustedPublicKeys: []string{empty.PublicKey},
@@ -116,13 +49,13 @@ func TestDirectNoFallbackAfterBadContent(t *testing.T) {
 			if w.log.has("letting the daemon substitute") {
 				t.Errorf("fell back to the daemon")
 			}
-			agents, most := endless.requests()
+			agents, most := endless.Requests()
 			for _, a := range agents {
 				if strings.Contains(a, "Nix/") {
 					t.Errorf("the daemon asked the cache (User-Agent %q)", a)
 				}
 			}
-			if most >= endlessCap {
+			if most >= testnode.EndlessCacheInfoCap {
 				t.Errorf("a client read all of the endless nix-cache-info (%d bytes)", most)
 			}
 			if el := time.Since(start); el > 15*time.Second {

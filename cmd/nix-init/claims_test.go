@@ -18,19 +18,11 @@ import (
 	"github.com/nix-aurora/nix-aurora/store"
 )
 
-// squatModes are the ways the squatter holds a name (see realise's
-// testdata/squatter.py, which this test runs).
-var squatModes = []string{"accept-close", "never-accept", "wrong-data", "bind-only"}
-
 // squat runs the squatter as the neighbour on names, and returns its end,
 // which gives the connections it accepted.
 func squat(t *testing.T, mode string, names []string) (stop func() int) {
 	t.Helper()
-	script, err := os.ReadFile("../../realise/testdata/squatter.py")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := testnode.NeighbourCommand(t, "/usr/bin/python3", append([]string{"-c", string(script), mode}, names...)...)
+	cmd := testnode.SquatterCommand(t, mode, names...)
 	cmd.Stderr = os.Stderr
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -80,7 +72,7 @@ func squat(t *testing.T, mode string, names []string) (stop func() int) {
 func TestSquattedClaims(t *testing.T) {
 	t.Parallel()
 	for _, kind := range []string{"daemon", "single-user"} {
-		for _, mode := range squatModes {
+		for _, mode := range testnode.SquatModes {
 			t.Run(kind+"/"+mode, func(t *testing.T) {
 				t.Parallel()
 				testSquattedClaims(t, kind, mode)

@@ -9,20 +9,19 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/nix-aurora/nix-aurora/binarycache"
+	"github.com/nix-aurora/nix-aurora/internal/testnode"
 )
 
 // hostileRSSLimit is nix-init's memory budget.
@@ -136,7 +135,7 @@ func (h *hostileRig) serve(t *testing.T, body func(path string) func(io.Writer))
 	t.Helper()
 	sent = &atomic.Int64{}
 	files := http.FileServer(http.Dir(h.cache.Dir))
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	url = testnode.ServeHTTP(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		gen := body(r.URL.Path)
 		if gen == nil {
 			files.ServeHTTP(w, r)
@@ -145,22 +144,8 @@ func (h *hostileRig) serve(t *testing.T, body func(path string) func(io.Writer))
 		cw := &countWriter{w: w}
 		gen(cw)
 		sent.Add(cw.n)
-	})}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		srv.Serve(ln)
-	}()
-	t.Cleanup(func() {
-		srv.Close()
-		wg.Wait()
-	})
-	return "http://" + ln.Addr().String(), sent
+	}))
+	return url, sent
 }
 
 // hostileIndexes serves the endless hostile index of each root.

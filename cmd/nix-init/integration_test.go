@@ -769,6 +769,32 @@ func testConcurrentGCWith(t *testing.T, via string, o rigOptions) {
 	r.node.Verify(t)
 }
 
+// collectAtRoots holds the node's GC lock, as a garbage collection in
+// progress does, from before nix-init registers the root of app until the
+// root link is there: the run is then waiting for the collection (or about
+// to). endGC lets go of the lock, ending the collection; the test's end
+// closes it. For the tests of a run that meets a collection in progress.
+func collectAtRoots(t *testing.T, r *rig) (endGC func()) {
+	t.Helper()
+	lock, err := os.OpenFile(filepath.Join(r.node.Root, "nix/var/nix/gc.lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { lock.Close() })
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 15*time.Second, "root link", func() bool {
+		_, err := os.Lstat(r.autoLink(r.link(t, "app")))
+		return err == nil
+	})
+	return func() {
+		if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_UN); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // TestWaitsForGCInProgress: a garbage collection in progress (the node's GC
 // lock held) when nix-init registers its roots may have read the roots
 // before and read the temp roots after nix-init is gone; so nix-init,
@@ -780,27 +806,14 @@ func TestWaitsForGCInProgress(t *testing.T) {
 	p := start(t, r.cmd("app="+r.fx.Root))
 	waitFor(t, 15*time.Second, "NAR request", narRequested(r.cache))
 
-	lock, err := os.OpenFile(filepath.Join(r.node.Root, "nix/var/nix/gc.lock"), os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lock.Close()
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, 15*time.Second, "root link", func() bool {
-		_, err := os.Lstat(r.autoLink(r.link(t, "app")))
-		return err == nil
-	})
+	endGC := collectAtRoots(t, r)
 	select {
 	case <-p.done:
 		t.Fatalf("nix-init exited while a garbage collection was in progress:\n%s", p.stderr.String())
 	case <-time.After(1500 * time.Millisecond):
 	}
 	released := time.Now()
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_UN); err != nil {
-		t.Fatal(err)
-	}
+	endGC()
 	res := p.wait(t, 10*time.Second)
 	wantCode(t, res, exitOK)
 	if d := time.Since(released); d > 3*time.Second {

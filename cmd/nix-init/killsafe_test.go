@@ -5,7 +5,6 @@ package main
 // failure, a closure whose files were deleted behind the store's back.
 
 import (
-	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
@@ -33,46 +32,6 @@ func singleUserRig(t *testing.T, name string) (*rig, []string) {
 	}
 	return r, []string{"--substituter", r.cache.URL, "--trusted-public-key", r.cache.PublicKey,
 		"--store", r.node.Root, "--nix-daemon", nixDaemon}
-}
-
-// holdNodeDB holds a write transaction on the node's database, as the
-// store's owner, until release (or the test's end): the database is busy,
-// as while another Nix process writes to it.
-func holdNodeDB(t *testing.T, r *rig) (release func()) {
-	t.Helper()
-	db := filepath.Join(r.node.Root, "nix/var/nix/db/db.sqlite")
-	cmd := r.sb.Command("sqlite3", db)
-	var errs bytes.Buffer
-	cmd.Stderr = &errs
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	// It waits for the lock, which a probe below may hold for an instant.
-	fmt.Fprintln(stdin, ".timeout 10000\nBEGIN IMMEDIATE;")
-	released := false
-	release = func() {
-		if !released {
-			released = true
-			stdin.Close() // sqlite3 ends and the transaction is rolled back
-			cmd.Wait()
-		}
-	}
-	t.Cleanup(func() {
-		if t.Failed() && errs.Len() > 0 {
-			t.Logf("sqlite3 holding %s: %s", db, errs.String())
-		}
-	})
-	t.Cleanup(release) // first: sqlite3 has ended when errs is read
-	// sqlite3 buffers its output: the lock is seen from outside.
-	waitFor(t, 10*time.Second, "sqlite3's write lock on "+db, func() bool {
-		out, _ := r.sb.Command("sqlite3", db, "BEGIN IMMEDIATE; ROLLBACK;").CombinedOutput()
-		return strings.Contains(string(out), "locked")
-	})
-	return release
 }
 
 // loadDBs are the pids of the `nix-store --load-db` processes on root's
@@ -141,7 +100,7 @@ func TestKilledWhileDatabaseBusy(t *testing.T) {
 	t.Parallel()
 	r, args := singleUserRig(t, "killsafe-busy-db")
 	args = append(args, "app="+r.fx.Root)
-	release := holdNodeDB(t, r)
+	release := r.node.HoldDB(t, r.sb.Command) // as nobody, the store's owner
 
 	first := start(t, r.cmd(args...))
 	waitFor(t, 20*time.Second, "the first run's unpacked closure and its registration", func() bool {

@@ -1,10 +1,7 @@
 package main
 
 import (
-	"net"
-	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,7 +15,8 @@ import (
 // same cache) substitute instead, and its memory stays bounded.
 func TestEndlessCacheInfoNoFallback(t *testing.T) {
 	t.Parallel()
-	endless, agents := serveEndlessCacheInfo(t)
+	cache := testnode.NewEndlessCacheInfo(t)
+	endless := cache.URL
 	testnix.Require(t)
 	testnix.RequireRoot(t)
 	r := &rig{fx: testnode.Chain(t, "endless-cache-info", 1, 1, 1024)}
@@ -40,7 +38,8 @@ func TestEndlessCacheInfoNoFallback(t *testing.T) {
 	if strings.Contains(res.stderr, "letting the daemon substitute") {
 		t.Errorf("fell back to the daemon")
 	}
-	for _, a := range agents() {
+	agents, _ := cache.Requests()
+	for _, a := range agents {
 		if strings.Contains(a, "Nix/") {
 			t.Errorf("the daemon asked the cache (User-Agent %q)", a)
 		}
@@ -48,43 +47,5 @@ func TestEndlessCacheInfoNoFallback(t *testing.T) {
 	rep := r.readReport(t, "report.json")
 	if rep.PeakRSSKiB <= 0 || rep.PeakRSSKiB > 32<<10 {
 		t.Errorf("peak RSS %d KiB, want within 32 MiB", rep.PeakRSSKiB)
-	}
-}
-
-// serveEndlessCacheInfo serves, on 127.0.0.1, a nix-cache-info that goes
-// on for 64 MiB (far beyond what nix-init reads; the cap keeps a client
-// that buffers it all from taking the machine down) and 404 for anything
-// else. It returns the URL and a function listing the User-Agent of every
-// request so far.
-func serveEndlessCacheInfo(t *testing.T) (string, func() []string) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mu sync.Mutex
-	var agents []string
-	line := []byte("X-Padding: " + strings.Repeat("x", 1000) + "\n")
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		mu.Lock()
-		agents = append(agents, r.UserAgent())
-		mu.Unlock()
-		if r.URL.Path != "/nix-cache-info" {
-			http.NotFound(w, r)
-			return
-		}
-		w.Write([]byte("StoreDir: /nix/store\n"))
-		for sent := 0; sent < 64<<20; sent += len(line) {
-			if _, err := w.Write(line); err != nil {
-				return
-			}
-		}
-	})}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-	return "http://" + ln.Addr().String(), func() []string {
-		mu.Lock()
-		defer mu.Unlock()
-		return append([]string(nil), agents...)
 	}
 }

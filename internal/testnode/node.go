@@ -607,14 +607,15 @@ type Root struct {
 	Path string
 }
 
-// Roots lists the node's GC roots (`nix-store --gc --print-roots`). Note
-// that Nix 2.8 deletes stale links from gcroots/auto while doing so.
+// Roots lists the node's GC roots (`nix-store --gc --print-roots`, in the
+// format of any Nix version, see parseRoot). Note that Nix 2.8 deletes
+// stale links from gcroots/auto while doing so.
 func (n *Node) Roots(t testing.TB) []Root {
 	t.Helper()
 	var roots []Root
 	for _, l := range lines(n.NixStore(t, "--gc", "--print-roots")) {
-		if link, p, ok := strings.Cut(l, " -> "); ok {
-			roots = append(roots, Root{Link: link, Path: p})
+		if r, ok := parseRoot(l); ok {
+			roots = append(roots, r)
 		}
 	}
 	return roots

@@ -326,6 +326,22 @@ in
       in { cpu = isInt c.task.resources.cpu; interval = isInt c.health_check_config.interval_secs; })
       { cpu = true; interval = true; };
 
+    # Float noise from arithmetic is dropped, so that the JSON says 0.3 on
+    # every Nix (2.12+ would print 0.30000000000000004); integers of any
+    # size and integral floats become integers.
+    numbersAreCanonical = case
+      (let
+        c = v: (job { task = Task { processes = [ (proc "a") ]; resources = resources // { cpu = v; }; }; }).config.task.resources.cpu;
+        combinedCpu = (withoutInit { task = Tasks.combine [ (t1 // { resources = resources // { cpu = 0.1; }; }) (t2 // { resources = resources // { cpu = 0.2; }; }) ]; }).config.task.resources.cpu;
+      in {
+        noise = map (v: c v == 0.3) [ (0.1 + 0.2) (0.1 * 3) combinedCpu ];
+        ints = map (v: let x = c v; in { inherit x; int = isInt x; }) [ 123456789 10000000000000000 1234567.0 (1.5 * 2) ];
+      })
+      {
+        noise = [ true true true ];
+        ints = [ { x = 123456789; int = true; } { x = 10000000000000000; int = true; } { x = 1234567; int = true; } { x = 3; int = true; } ];
+      };
+
     nullsAreOmitted = case
       (let c = (job {
         contact = null;

@@ -1,0 +1,51 @@
+# Numbers in every float field of a job, one job per value. The Go test
+# compares the JSON of these jobs with a committed file on whatever Nix runs
+# it, so every Nix the tests run with must print the same bytes.
+let
+  aurora = import ../default.nix;
+  inherit (aurora) Job Task Process Resources HealthCheckConfig PercentageSlaPolicy MB;
+  inherit (builtins) concatLists concatStringsSep filter foldl' genList map toJSON;
+
+  # 10^n as a float, exact for the n used here.
+  pow10 = n: foldl' (acc: _: acc * 10.0) 1.0 (genList (i: i) n);
+
+  # Decimals of 1 to 6 significant digits from 1e-15 to 99999.9 (as the
+  # nearest double, as if written as a literal), and the integral floats and
+  # integers above them.
+  mantissas = [ 1 5 15 25 125 999 1001 12345 99999 100001 123456 654321 999999 ];
+  decimals = filter (v: v >= 1.0e-15) (concatLists (map (m: genList (j: m / pow10 (j + 1)) 20) mantissas));
+  integral = [ 0.0 1.0 2.0 15.0 100.0 100000.0 1000000.0 1234567.0 999999999999999.0 0 1 7 123456789 ];
+  # Results of arithmetic that are 6-digit decimals up to float noise.
+  computed = [ (0.1 + 0.2) (0.1 * 3) (1.1 * 1.1) (2.675 * 100) (1.0 / 8) (0.7 + 0.1) (1.0 - 0.9) (3 * 1.1) ];
+
+  job = v: Job {
+    cluster = "devcluster";
+    role = "www-data";
+    environment = "devel";
+    name = "numbers";
+    nixInit.enable = false;
+    task = Task {
+      processes = [ (Process { name = "a"; cmdline = "true"; }) ];
+      resources = Resources { cpu = if v > 0 then v else 1; ram = 64 * MB; disk = 64 * MB; };
+    };
+    health_check_config = HealthCheckConfig { initial_interval_secs = v; interval_secs = v; timeout_secs = v; };
+    sla_policy = PercentageSlaPolicy { percentage = v; duration_secs = 60; };
+  };
+
+  # The float fields of the job's JSON (which is toJSON of its config), as
+  # one line.
+  fields = v:
+    let c = (job v).config;
+    in toJSON [
+      c.task.resources.cpu
+      c.health_check_config.initial_interval_secs
+      c.health_check_config.interval_secs
+      c.health_check_config.timeout_secs
+      c.sla_policy.percentage
+    ];
+in
+{
+  # One job's whole JSON, and the float fields of all of them.
+  job = (job 0.25).json;
+  fields = concatStringsSep "\n" (map fields (decimals ++ integral ++ computed)) + "\n";
+}
