@@ -755,8 +755,8 @@ func (f *fetcher) fetchOne(ctx context.Context, j *pathJob, r *reservation) erro
 	if err != nil {
 		hint := ""
 		var de *store.DaemonError
-		if errors.As(err, &de) && strings.Contains(de.Message, "lacks a valid signature") {
-			hint = " (the store does not trust the key that signed it: add it to the daemon's trusted-public-keys)"
+		if errors.As(err, &de) && refusedSignature(de.Message) {
+			hint = " (" + untrustedKeyHint + ")"
 		}
 		return fmt.Errorf("import %s fetched from %s: %w%s", pp.Path, pp.Cache.URL(), err, hint)
 	}
