@@ -3,7 +3,6 @@ package realise
 import (
 	"context"
 	"errors"
-	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -60,8 +59,6 @@ func (p problem) String() string {
 	return kind + ": " + p.text + p.retry
 }
 
-var retryingSuffix = regexp.MustCompile(`;\s*retrying in \d+ ?ms$`)
-
 // parseProblem reads a daemon log line (already on one line): warnings and
 // errors are problems, anything else is not.
 func parseProblem(line string) (problem, bool) {
@@ -80,7 +77,7 @@ func parseProblem(line string) (problem, bool) {
 	if strings.HasPrefix(text, "error:") { // "warning: error: ..."
 		text = strings.TrimSpace(strings.TrimPrefix(text, "error:"))
 	}
-	p.retry = retryingSuffix.FindString(text)
+	p.retry = retryNotice.FindString(text)
 	p.final = p.retry == ""
 	text = strings.TrimSuffix(text, p.retry)
 	// An HTTP error's body can be a whole web page: the status says enough.

@@ -90,6 +90,9 @@ func TestParseProblem(t *testing.T) {
 		{line: oneLine(nix503Retry), ok: true,
 			want:   problem{text: "unable to download 'http://127.0.0.1:41989/nix-cache-info': HTTP error 503 ('Service Unavailable')", transient: true, retry: "; retrying in 291 ms"},
 			logged: "warning: unable to download 'http://127.0.0.1:41989/nix-cache-info': HTTP error 503 ('Service Unavailable'); retrying in 291 ms"},
+		// Nix 2.34 ends its retry notices with the attempt count.
+		{line: "warning: unable to download 'http://127.0.0.1:41989/nix-cache-info': Could not connect to server (7); retrying in 347 ms (attempt 1/5)", ok: true,
+			want: problem{text: "unable to download 'http://127.0.0.1:41989/nix-cache-info': Could not connect to server (7)", transient: true, retry: "; retrying in 347 ms (attempt 1/5)"}},
 		{line: oneLine(nix503Final), ok: true,
 			want: problem{text: "unable to download 'http://127.0.0.1:41989/nix-cache-info': HTTP error 503 ('Service Unavailable')", final: true, transient: true}},
 		{line: nixDownRetry, ok: true,
