@@ -869,7 +869,7 @@ func TestDirectUntrustedClient(t *testing.T) {
 		w := newDaemonWorld(t, testnode.NodeOptions{ExtraConf: untrusted})
 		d := &Direct{URLs: []string{cache.URL}, Options: cacheOptions(t, cache.PublicKey)}
 		rep, err := w.realise(t, d, 30*time.Second, app)
-		if err == nil || !strings.Contains(err.Error(), "lacks a valid signature") || !strings.Contains(err.Error(), "trusted-public-keys") ||
+		if err == nil || !testnix.SignatureRefused.MatchString(err.Error()) || !strings.Contains(err.Error(), "trusted-public-keys") ||
 			!strings.Contains(err.Error(), "import /nix/store/") || !strings.Contains(err.Error(), cache.URL) {
 			t.Fatalf("err = %v", err)
 		}

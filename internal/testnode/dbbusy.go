@@ -50,10 +50,12 @@ func (n *Node) HoldDB(t testing.TB, command func(name string, args ...string) *e
 		}
 	})
 	t.Cleanup(release) // first: sqlite3 has ended when errs is read
-	// sqlite3 buffers its output: the lock is seen from outside.
+	// sqlite3 buffers its output: the lock is seen from outside. One
+	// statement, with -bail: from 3.53 sqlite3 reports only the last
+	// statement's error, not "database is locked".
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		out, _ := command("sqlite3", db, "BEGIN IMMEDIATE; ROLLBACK;").CombinedOutput()
+		out, _ := command("sqlite3", "-bail", db, "BEGIN IMMEDIATE;").CombinedOutput()
 		if strings.Contains(string(out), "locked") {
 			return release
 		}
