@@ -3,82 +3,13 @@ package realise
 // A real garbage collection in progress while a run roots its closure.
 
 import (
-	"bytes"
 	"context"
-	"errors"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/nix-aurora/nix-aurora/internal/testnode"
 	"github.com/nix-aurora/nix-aurora/store"
 )
-
-// pausedGC starts `nix-store --gc` on the node, held at Nix's test
-// synchronisation point, after it has read the roots and the temp roots
-// and while it holds the GC lock and serves its socket (Nix 2.8 reads
-// _NIX_TEST_GC_SYNC there, 2.20 on _NIX_TEST_GC_SYNC_2). The returned
-// function lets it go on and waits for it.
-func pausedGC(t *testing.T, node *testnode.Node) (resume func()) {
-	t.Helper()
-	fifo := filepath.Join(t.TempDir(), "gc-sync")
-	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	gc := exec.Command("nix-store", "--store", node.Root, "--gc")
-	gc.Env = append(node.Environ(), "_NIX_TEST_GC_SYNC="+fifo, "_NIX_TEST_GC_SYNC_2="+fifo)
-	var out bytes.Buffer
-	gc.Stdout, gc.Stderr = &out, &out
-	if err := gc.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- gc.Wait() }()
-	// The collection is at the synchronisation point once it has the FIFO
-	// open for reading: only then does a non-blocking open for writing work.
-	var w *os.File
-	deadline := time.Now().Add(20 * time.Second)
-	for w == nil {
-		f, err := os.OpenFile(fifo, os.O_WRONLY|syscall.O_NONBLOCK, 0)
-		switch {
-		case err == nil:
-			w = f
-		case !errors.Is(err, syscall.ENXIO):
-			t.Fatal(err)
-		case time.Now().After(deadline):
-			gc.Process.Kill()
-			t.Fatalf("nix-store --gc did not reach its synchronisation point:\n%s", &out)
-		default:
-			select {
-			case err := <-exited:
-				t.Fatalf("nix-store --gc ended before its synchronisation point (%v):\n%s", err, &out)
-			case <-time.After(20 * time.Millisecond):
-			}
-		}
-	}
-	resumed := false
-	resume = func() {
-		if resumed {
-			return
-		}
-		resumed = true
-		w.Close() // end of file: the collection reads it and goes on
-		select {
-		case err := <-exited:
-			if err != nil {
-				t.Errorf("nix-store --gc: %v\n%s", err, &out)
-			}
-		case <-time.After(30 * time.Second):
-			gc.Process.Kill()
-			t.Errorf("nix-store --gc did not end after it was resumed:\n%s", &out)
-		}
-	}
-	t.Cleanup(resume)
-	return resume
-}
 
 // TestHoldThroughRunningGC: a run that roots its closure while a garbage
 // collection is in progress keeps the closure alive, and it waits for that
@@ -100,7 +31,7 @@ func TestHoldThroughRunningGC(t *testing.T) {
 	waits := !tempRootsReachGC(version)
 	t.Logf("daemon Nix %q: the run should wait for the collection: %v", version, waits)
 
-	resume := pausedGC(t, w.node)
+	resume := w.node.PausedGC(t)
 	type result struct {
 		rep *Report
 		err error
