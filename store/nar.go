@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync/atomic"
 	"time"
 )
 
@@ -160,7 +161,25 @@ func (c *Conn) AddToStoreNar(ctx context.Context, info PathInfo, nar io.Reader, 
 // could block on full buffers.
 func (c *Conn) uploadFrames(nar io.Reader) error {
 	done := make(chan error, 1)
-	go func() { done <- c.stderrLoop(nil, nil) }()
+	var uploading, interrupted atomic.Bool
+	uploading.Store(true)
+	go func() {
+		err := c.stderrLoop(nil, nil)
+		// An answer mid-upload (a refusal): a daemon that reads no more
+		// would leave a frame write blocked for good, so end it now.
+		if wd, ok := c.t.(interface{ SetWriteDeadline(time.Time) error }); ok && uploading.Load() {
+			interrupted.Store(true)
+			wd.SetWriteDeadline(time.Now())
+		}
+		done <- err
+	}()
+	// The deadline may have come just after the last frame was written:
+	// the connection stays usable then.
+	defer func() {
+		if wd, ok := c.t.(interface{ SetWriteDeadline(time.Time) error }); ok && interrupted.Load() {
+			wd.SetWriteDeadline(time.Time{})
+		}
+	}()
 
 	if c.frame == nil {
 		c.frame = make([]byte, frameSize)
@@ -202,6 +221,7 @@ func (c *Conn) uploadFrames(nar io.Reader) error {
 	if err := c.flush(); err != nil {
 		return c.afterWriteError(err, done)
 	}
+	uploading.Store(false)
 	return <-done
 }
 

@@ -74,22 +74,28 @@ func TestAddToStoreNarErrorAfterUpload(t *testing.T) {
 
 func TestAddToStoreNarErrorMidUpload(t *testing.T) {
 	// A daemon that rejects the import while frames are still coming: the
-	// client stops writing and returns the daemon's error.
+	// client stops writing and returns the daemon's error. The daemon
+	// reads nothing more until the client has returned (the pipe has no
+	// buffer): a client that went on writing would never return.
 	nar := testNar(strings.Repeat("y", 1<<20))
 	info := PathInfo{Path: pathA, NarHash: sha256hex(nar), NarSize: uint64(len(nar))}
+	returned := make(chan struct{})
 	c := fake(t, 0x122, func(p *peer) {
 		p.expect("request", addReq(info, false, false))
 		p.expect("frame 1", wb(nil).u64(frameSize).raw(nar[:frameSize]))
 		p.send(errorV126("hash mismatch importing path"))
-		// Read whatever is still in flight, and check it stops well short
-		// of the whole NAR.
-		p.conn.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
-		n, _ := io.Copy(io.Discard, p.conn)
-		if n >= int64(len(nar)-frameSize) {
+		select {
+		case <-returned:
+		case <-time.After(peerTimeout):
+			t.Errorf("the client did not return while the daemon stopped reading")
+		}
+		p.conn.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+		if n, _ := io.Copy(io.Discard, p.conn); n >= int64(len(nar)-frameSize) {
 			t.Errorf("client kept uploading: %d more bytes", n)
 		}
 	})
 	err := c.AddToStoreNar(ctxT(t), info, bytes.NewReader(nar), false, false)
+	close(returned)
 	var de *DaemonError
 	if !errors.As(err, &de) || de.Message != "hash mismatch importing path" || de.Op != "AddToStoreNar" || de.Path != pathA {
 		t.Fatalf("err = %#v", err)
