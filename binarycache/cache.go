@@ -92,6 +92,10 @@ type Cache struct {
 
 	mu         sync.Mutex
 	prefetched map[string]*prefetch // by file name, taken by the first use
+	// verified are the narinfos NarInfo returned, by store path: a store
+	// path's narinfo does not change, and a retry after a failure
+	// elsewhere in its plan need not ask again (at most a closure's worth).
+	verified map[string]*NarInfo
 }
 
 // prefetch is a closure index asked for ahead of its use: the request is
@@ -455,7 +459,29 @@ func (s *slotBody) knownSize() int64 {
 // for exactly that path and carry a signature by a trusted key. A cache
 // without it fails with ErrNotFound.
 func (c *Cache) NarInfo(ctx context.Context, storePath string) (*NarInfo, error) {
-	return c.readNarInfo(ctx, storePath, true)
+	c.mu.Lock()
+	ni := c.verified[storePath]
+	c.mu.Unlock()
+	if ni != nil {
+		return ni, nil
+	}
+	ni, err := c.readNarInfo(ctx, storePath, true)
+	if err == nil {
+		c.mu.Lock()
+		if c.verified == nil {
+			c.verified = map[string]*NarInfo{}
+		}
+		c.verified[storePath] = ni
+		c.mu.Unlock()
+	}
+	return ni, err
+}
+
+// KnownNarInfos is how many narinfos NarInfo has verified so far.
+func (c *Cache) KnownNarInfos() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.verified)
 }
 
 // fetchNarInfo fetches and parses a narinfo without verifying signatures.
@@ -507,20 +533,7 @@ func (cs Caches) Sort() {
 // a substituter; the error (nil if all opened) says which and why. One HTTP
 // client is shared by all of them.
 func OpenAll(ctx context.Context, urls []string, opts Options) (Caches, error) {
-	if opts.HTTPClient == nil && opts.ConnectTimeout > 0 {
-		opts.HTTPClient = NewHTTPClient(opts.ConnectTimeout)
-	}
-	caches := make([]*Cache, len(urls))
-	errs := make([]error, len(urls))
-	var wg sync.WaitGroup
-	for i, u := range urls {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			caches[i], errs[i] = Open(ctx, u, opts)
-		}()
-	}
-	wg.Wait()
+	caches, errs := OpenEach(ctx, urls, opts)
 	var out Caches
 	for i, c := range caches {
 		if c != nil {
@@ -531,6 +544,22 @@ func OpenAll(ctx context.Context, urls []string, opts Options) (Caches, error) {
 	}
 	out.Sort()
 	return out, errors.Join(errs...)
+}
+
+// OpenEach opens the caches of urls in parallel; caches[i] is urls[i]'s,
+// nil when it failed with errs[i].
+func OpenEach(ctx context.Context, urls []string, opts Options) (caches []*Cache, errs []error) {
+	if opts.HTTPClient == nil && opts.ConnectTimeout > 0 {
+		opts.HTTPClient = NewHTTPClient(opts.ConnectTimeout)
+	}
+	caches = make([]*Cache, len(urls))
+	errs = make([]error, len(urls))
+	var wg sync.WaitGroup
+	for i, u := range urls {
+		wg.Go(func() { caches[i], errs[i] = Open(ctx, u, opts) })
+	}
+	wg.Wait()
+	return caches, errs
 }
 
 // Lookup asks the caches in order for storePath's narinfo and returns the

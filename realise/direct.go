@@ -117,6 +117,13 @@ type Direct struct {
 	NoClaims bool
 
 	claimRun claimRun // shared by the run's claims: the waiting budget
+
+	// opened are the caches of URLs that opened at an earlier call: a
+	// retry asks again only the others, and reuses what these learned
+	// (their narinfos), so that each attempt against a flaky cache gets
+	// further than the one before instead of starting over.
+	openedMu sync.Mutex
+	opened   map[string]*binarycache.Cache
 }
 
 // Substitute makes paths valid with their closures (see Direct).
@@ -234,7 +241,11 @@ func (d *Direct) substituteNow(ctx context.Context, s *Session, paths []string) 
 			fmt.Errorf("direct substitution unavailable (no substituter can be read), and no fallback: %w", errList(failed)))
 	}
 	isValid := func(ps []string) ([]string, error) { return s.Conn.QueryValidPaths(ctx, ps, false) }
+	known := knownNarInfos(caches)
 	plan, err := caches.Plan(ctx, paths, isValid)
+	if knownNarInfos(caches) > known {
+		s.Progressed()
+	}
 	if err != nil {
 		missing := notFoundPath(err)
 		if missing == "" {
@@ -299,17 +310,38 @@ func (d *Direct) open(ctx context.Context, roots []string, logf func(string, ...
 	if opts.Logf == nil {
 		opts.Logf = logf
 	}
-	// The plan's first requests go out with nix-cache-info's.
-	opts.ClosureIndexes = roots
-	caches, err := binarycache.OpenAll(ctx, d.URLs, opts)
-	var failed []error
-	if err != nil {
-		if j, ok := err.(interface{ Unwrap() []error }); ok {
-			failed = j.Unwrap()
-		} else {
-			failed = []error{err}
+	d.openedMu.Lock()
+	defer d.openedMu.Unlock()
+	var urls []string
+	for _, u := range d.URLs {
+		if d.opened[u] == nil {
+			urls = append(urls, u)
 		}
 	}
+	var failed []error
+	if len(urls) > 0 {
+		// The plan's first requests go out with nix-cache-info's.
+		opts.ClosureIndexes = roots
+		fresh, errs := binarycache.OpenEach(ctx, urls, opts)
+		if d.opened == nil {
+			d.opened = map[string]*binarycache.Cache{}
+		}
+		for i, c := range fresh {
+			if c == nil {
+				logf("warning: ignoring substituter %s: %v", urls[i], errs[i])
+				failed = append(failed, errs[i])
+				continue
+			}
+			d.opened[urls[i]] = c
+		}
+	}
+	var caches binarycache.Caches
+	for _, u := range d.URLs { // the configured order among equal priorities
+		if c := d.opened[u]; c != nil {
+			caches = append(caches, c)
+		}
+	}
+	caches.Sort()
 	if ctx.Err() != nil {
 		return nil, nil, fmt.Errorf("open the substituters: %w", errList(append([]error{ctx.Err()}, failed...)))
 	}
@@ -321,6 +353,15 @@ func (d *Direct) open(ctx context.Context, roots []string, logf func(string, ...
 		}
 	}
 	return caches, failed, nil
+}
+
+// knownNarInfos is how many narinfos caches have verified in this run.
+func knownNarInfos(caches binarycache.Caches) int {
+	n := 0
+	for _, c := range caches {
+		n += c.KnownNarInfos()
+	}
+	return n
 }
 
 // refusedCaches returns the failures of caches that answered with
@@ -452,6 +493,7 @@ type pathJob struct {
 	pp       binarycache.PlannedPath
 	refs     []*pathJob    // references that are planned too
 	imported chan struct{} // closed once the path is valid
+	skipped  chan struct{} // closed when it will not be imported by this fetch
 	claim    *claim        // held while this run fetches it
 }
 
@@ -466,7 +508,7 @@ func (d *Direct) fetch(ctx context.Context, s *Session, plan *binarycache.Plan, 
 	jobs := make([]*pathJob, len(plan.Paths))
 	byPath := make(map[string]*pathJob, len(plan.Paths))
 	for i, pp := range plan.Paths {
-		jobs[i] = &pathJob{pp: pp, imported: make(chan struct{})}
+		jobs[i] = &pathJob{pp: pp, imported: make(chan struct{}), skipped: make(chan struct{})}
 		byPath[pp.Path] = jobs[i]
 	}
 	for _, j := range jobs {
@@ -480,7 +522,7 @@ func (d *Direct) fetch(ctx context.Context, s *Session, plan *binarycache.Plan, 
 	if connect == nil {
 		connect = s.Config.Connect
 	}
-	f := &fetcher{d: d, s: s, logf: logf, pool: newConnPool(s, connect, d.Imports, logf)}
+	f := &fetcher{d: d, s: s, logf: logf, pool: newConnPool(s, connect, d.Imports, logf), deferred: &transientFailures{}}
 	defer f.pool.close()
 	// In single-user mode the store is ours and trusts us: what we import
 	// is exactly what we verified. A daemon checks the signatures again.
@@ -565,7 +607,7 @@ func (d *Direct) fetch(ctx context.Context, s *Session, plan *binarycache.Plan, 
 	if stopped != nil {
 		return fmt.Errorf("fetch %d paths: %w", len(jobs), stopped)
 	}
-	return nil
+	return f.deferred.err()
 }
 
 // fetcher is the state of one fetch.
@@ -578,6 +620,7 @@ type fetcher struct {
 	claims        *claims // nil: each run fetches what it misses
 	claimsBroken  atomic.Bool
 	byOthers      atomic.Int64 // paths other runs fetched for this one
+	deferred      *transientFailures
 }
 
 // claim claims j for this run, and reports whether this run fetches it:
@@ -715,12 +758,19 @@ func (f *fetcher) fetchOne(ctx context.Context, j *pathJob, r *reservation) erro
 	nar, err := f.d.download(ctx, pp, r.chunks > 0)
 	r.endDownload()
 	if err != nil {
+		if f.deferred.add(ctx, err) {
+			close(j.skipped) // the others go on; the next attempt fetches it
+			return nil
+		}
 		return err
 	}
 	defer nar.discard()
 	for _, ref := range j.refs {
 		select {
 		case <-ref.imported:
+		case <-ref.skipped:
+			close(j.skipped)
+			return nil
 		case <-ctx.Done():
 			return fmt.Errorf("import %s: waiting for %s: %w", pp.Path, ref.pp.Path, context.Cause(ctx))
 		}

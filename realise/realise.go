@@ -90,6 +90,16 @@ func (s *Session) Fetched(p PathReport) {
 	defer s.mu.Unlock()
 	s.report.Substituted = append(s.report.Substituted, p)
 	s.report.DownloadBytes += p.Bytes
+	s.report.progress++
+}
+
+// Progressed records that the attempt learned something the next one
+// need not ask again (narinfos, say), though it fetched nothing: a retry
+// then backs off as after a first failure.
+func (s *Session) Progressed() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.report.progress++
 }
 
 func (c *Config) logf(format string, args ...any) {
@@ -135,13 +145,26 @@ func realise(ctx context.Context, cfg *Config, roots []Root, rep *Report) error 
 		eb.MaxElapsedTime = 0 // the context carries the budget
 		b = eb
 	}
-	var lastErr error
+	// lastErr is the last attempt's failure; lastFailure the last one the
+	// budget did not cut short, which says better why the run gave up than
+	// "deadline exceeded" in the middle of the next attempt.
+	var lastErr, lastFailure error
 	attempt := func() error {
+		before := rep.progress
 		err := attemptOnce(ctx, cfg, roots, rep)
 		if err == nil {
 			return nil
 		}
 		lastErr = err
+		if ctx.Err() == nil {
+			lastFailure = err
+		}
+		if rep.progress > before {
+			// It got further than the last: the cache works, if not for
+			// every request. Back off as after a first failure, not as
+			// from one that lasts.
+			b.Reset()
+		}
 		if ctx.Err() != nil {
 			return backoff.Permanent(err)
 		}
@@ -170,7 +193,12 @@ func realise(ctx context.Context, cfg *Config, roots []Root, rep *Report) error 
 			return cause
 		}
 		return fmt.Errorf("interrupted (%w) after: %w", parent.Err(), cause)
-	case errors.Is(context.Cause(ctx), errBudget) && (lastErr == nil || Transient(lastErr)):
+	case errors.Is(context.Cause(ctx), errBudget) && (lastErr == nil || Transient(lastErr) || (lastFailure != nil && Transient(lastFailure))):
+		if lastFailure != nil && lastFailure != lastErr {
+			// The budget ran out during an attempt after it: say what failed.
+			return fmt.Errorf("%w: still failing after %s and %d %s: %w (the time ran out during the next attempt: %v)",
+				ErrGaveUp, cfg.Timeout, rep.Retries, plural(rep.Retries, "retry", "retries"), lastFailure, lastErr)
+		}
 		return fmt.Errorf("%w: still failing after %s and %d %s: %w", ErrGaveUp, cfg.Timeout, rep.Retries, plural(rep.Retries, "retry", "retries"), cause)
 	}
 	return err

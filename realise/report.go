@@ -20,6 +20,8 @@ type Report struct {
 	Seconds       float64      `json:"seconds"`
 	// PeakRSSKiB is the process's own peak memory, filled by the caller.
 	PeakRSSKiB int64 `json:"peak_rss_kib,omitempty"`
+
+	progress int // what attempts fetched or learned (see Session.Progressed)
 }
 
 // RootReport is one root: where its link is and whether it needed fetching.

@@ -221,7 +221,9 @@ func (d *Direct) unpackRegistering(ctx context.Context, s *Session, reg *localst
 }
 
 // unpackAll downloads and unpacks jobs, Jobs at a time, in plan order,
-// calling done after each.
+// calling done after each. A transient failure stops no other download
+// (see transientFailures): what unpacks is registered, and the retry
+// fetches the rest.
 func (d *Direct) unpackAll(ctx context.Context, s *Session, jobs []*localJob, logf func(string, ...any), done func()) error {
 	n := d.Jobs
 	if n <= 0 {
@@ -229,6 +231,7 @@ func (d *Direct) unpackAll(ctx context.Context, s *Session, jobs []*localJob, lo
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(n)
+	var deferred transientFailures
 	for _, j := range jobs {
 		g.Go(func() error {
 			start := time.Now()
@@ -243,10 +246,15 @@ func (d *Direct) unpackAll(ctx context.Context, s *Session, jobs []*localJob, lo
 			})
 			if err != nil {
 				var be *binarycache.Error
-				if errors.As(err, &be) {
-					return err // names the path and the cache
+				if !errors.As(err, &be) { // else it names the path and the cache
+					err = &binarycache.Error{Op: "unpack NAR", Path: j.pp.Path, Cache: j.pp.Cache.URL(), Err: err}
 				}
-				return &binarycache.Error{Op: "unpack NAR", Path: j.pp.Path, Cache: j.pp.Cache.URL(), Err: err}
+				if deferred.add(gctx, err) {
+					// What it left is removed when the run lets go of it
+					// (removeUnregistered) or by the next that takes its lock.
+					return nil
+				}
+				return err
 			}
 			j.unpacked.Store(true)
 			done()
@@ -257,7 +265,10 @@ func (d *Direct) unpackAll(ctx context.Context, s *Session, jobs []*localJob, lo
 			return nil
 		})
 	}
-	return g.Wait()
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	return deferred.err()
 }
 
 // register makes valid, in one transaction, every unpacked job whose
