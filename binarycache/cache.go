@@ -55,6 +55,11 @@ type Options struct {
 	// same time as nix-cache-info, which saves a round trip before a plan
 	// (ClosureIndex uses what arrived).
 	ClosureIndexes []string
+	// RememberNarInfos keeps each narinfo NarInfo verified for the Cache's
+	// life: a store path's narinfo does not change, and a retry after a
+	// failure elsewhere in its plan need not ask again (at most a
+	// closure's worth). For a Cache that lives one run, as nix-init's do.
+	RememberNarInfos bool
 }
 
 func (o *Options) setDefaults() {
@@ -92,9 +97,8 @@ type Cache struct {
 
 	mu         sync.Mutex
 	prefetched map[string]*prefetch // by file name, taken by the first use
-	// verified are the narinfos NarInfo returned, by store path: a store
-	// path's narinfo does not change, and a retry after a failure
-	// elsewhere in its plan need not ask again (at most a closure's worth).
+	// verified are the narinfos NarInfo returned, by store path, when
+	// Options.RememberNarInfos is set.
 	verified map[string]*NarInfo
 }
 
@@ -466,7 +470,7 @@ func (c *Cache) NarInfo(ctx context.Context, storePath string) (*NarInfo, error)
 		return ni, nil
 	}
 	ni, err := c.readNarInfo(ctx, storePath, true)
-	if err == nil {
+	if err == nil && c.opts.RememberNarInfos {
 		c.mu.Lock()
 		if c.verified == nil {
 			c.verified = map[string]*NarInfo{}

@@ -584,3 +584,37 @@ func TestHTTPVerifiedMalformedNar(t *testing.T) {
 		})
 	}
 }
+
+func TestRememberNarInfos(t *testing.T) {
+	f, srv, _ := httpCache(t, "zstd")
+	for _, remember := range []bool{false, true} {
+		opts := fastOpts(f.PublicKey)
+		opts.RememberNarInfos = remember
+		c, err := Open(ctxT(t), srv.URL, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv.resetLog()
+		for range 3 {
+			if _, err := c.NarInfo(ctxT(t), f.Dep); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// What failed is asked again: only a verified narinfo is kept.
+		for range 2 {
+			if _, err := c.NarInfo(ctxT(t), "/nix/store/"+strings.Repeat("0", 32)+"-missing"); !errors.Is(err, ErrNotFound) {
+				t.Fatalf("a path the cache lacks: err = %v, want ErrNotFound", err)
+			}
+		}
+		want, known := 3+2, 0
+		if remember {
+			want, known = 1+2, 1
+		}
+		if n := srv.count(".narinfo"); n != want {
+			t.Errorf("RememberNarInfos=%v: %d narinfo requests, want %d", remember, n, want)
+		}
+		if n := c.KnownNarInfos(); n != known {
+			t.Errorf("RememberNarInfos=%v: KnownNarInfos() = %d, want %d", remember, n, known)
+		}
+	}
+}

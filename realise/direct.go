@@ -322,6 +322,9 @@ func (d *Direct) open(ctx context.Context, roots []string, logf func(string, ...
 	if len(urls) > 0 {
 		// The plan's first requests go out with nix-cache-info's.
 		opts.ClosureIndexes = roots
+		// The caches live for this run: a retry asks only for what it
+		// has not verified yet.
+		opts.RememberNarInfos = true
 		fresh, errs := binarycache.OpenEach(ctx, urls, opts)
 		if d.opened == nil {
 			d.opened = map[string]*binarycache.Cache{}
