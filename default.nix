@@ -26,14 +26,19 @@ let
       && builtins.match ".*\\.md" base == null;
   };
 
-  fromSource = pkgs.buildGoModule {
+  # One static binary that decodes xz with liblzma, as scripts/build-nix-init
+  # builds it: pkgsStatic (musl) links liblzma and the libc statically.
+  static = pkgs.pkgsStatic;
+  fromSource = static.buildGoModule {
     pname = "nix-init";
     inherit version src;
     subPackages = [ "cmd/nix-init" ];
     # The hash of `go mod vendor`; a test recomputes it, so it cannot go stale.
     vendorHash = "sha256-uYeJO5Kmzt4nnTgtRBvKpUG7MIAmflQXQ7WK7WjQFus=";
-    env.CGO_ENABLED = "0";
-    ldflags = [ "-s" "-w" "-X main.version=${version}" ];
+    buildInputs = [ static.xz ];
+    env.CGO_ENABLED = "1";
+    tags = [ "netgo" "osusergo" ];
+    ldflags = [ "-s" "-w" "-X main.version=${version}" "-linkmode external" "-extldflags -static" ];
     meta = {
       description = "Init process for Aurora sandboxes: realises and roots Nix closures";
       mainProgram = "nix-init";

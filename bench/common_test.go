@@ -18,8 +18,8 @@ var (
 	buildErr  error
 )
 
-// nixInitBinary builds the static nix-init as it ships (CGO_ENABLED=0,
-// stripped) into a directory every user can read.
+// nixInitBinary builds the static nix-init as it ships
+// (scripts/build-nix-init) into a directory every user can read.
 func nixInitBinary(b testing.TB) string {
 	b.Helper()
 	buildOnce.Do(func() {
@@ -31,9 +31,7 @@ func nixInitBinary(b testing.TB) string {
 		os.Chmod(dir, 0o755)
 		nixInit = filepath.Join(dir, "nix-init")
 		_, file, _, _ := runtime.Caller(0)
-		cmd := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-trimpath", "-ldflags=-s -w", "-o", nixInit, "./cmd/nix-init")
-		cmd.Dir = filepath.Join(filepath.Dir(file), "..")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		cmd := exec.Command("bash", filepath.Join(filepath.Dir(file), "..", "scripts", "build-nix-init"), nixInit)
 		if out, err := cmd.CombinedOutput(); err != nil {
 			buildErr = &exec.ExitError{Stderr: out}
 		}

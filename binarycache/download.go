@@ -15,7 +15,6 @@ import (
 
 	"github.com/andybalholm/brotli"
 	"github.com/klauspost/compress/zstd"
-	"github.com/ulikunitz/xz"
 
 	"github.com/nix-aurora/nix-aurora/nar"
 )
@@ -28,6 +27,7 @@ type decompressor struct {
 	src    io.Reader
 	r      io.Reader
 	zstd   *zstd.Decoder
+	xz     *xzDecoder
 	err    error
 }
 
@@ -53,7 +53,7 @@ func (d *decompressor) Read(p []byte) (int, error) {
 		case "none":
 			d.r = d.src
 		case "xz":
-			d.r, err = xz.NewReader(d.src)
+			d.r, err = d.takeXZ()
 		case "bzip2":
 			d.r = bzip2.NewReader(d.src)
 		case "zstd":
@@ -119,6 +119,7 @@ func (d *decompressor) takeZstd() (*zstd.Decoder, error) {
 }
 
 func (d *decompressor) close() {
+	d.closeXZ()
 	if d.zstd == nil {
 		return
 	}

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"runtime"
 	"runtime/debug"
+
+	"github.com/nix-aurora/nix-aurora/binarycache"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -14,7 +16,7 @@ func runVersion(e *env, args []string) int {
 		fmt.Fprintf(e.stderr, "nix-init version: takes no arguments\n")
 		return exitUsage
 	}
-	fmt.Fprintf(e.stdout, "nix-init %s (%s, protocol 1.35)\n", buildVersion(), runtime.Version())
+	fmt.Fprintf(e.stdout, "nix-init %s (%s, protocol 1.35, xz: %s)\n", buildVersion(), runtime.Version(), binarycache.XZDecoder)
 	return exitOK
 }
 

@@ -2,11 +2,13 @@ package main
 
 import (
 	"debug/elf"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -22,7 +24,7 @@ var (
 )
 
 // nixInitBinary builds the static nix-init once per test run, the way it is
-// shipped (CGO_ENABLED=0), and returns its path.
+// shipped (scripts/build-nix-init), and returns its path.
 func nixInitBinary(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
@@ -33,8 +35,7 @@ func nixInitBinary(t testing.TB) string {
 		// World-readable, so that tests can run it as an unprivileged user.
 		os.Chmod(buildDir, 0o755)
 		builtBin = filepath.Join(buildDir, "bin", "nix-init")
-		cmd := exec.Command(goTool(), "build", "-trimpath", "-o", builtBin, ".")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		cmd := exec.Command("bash", filepath.Join(repoRoot(t), "scripts", "build-nix-init"), builtBin)
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			buildErr = &buildError{out: string(out), err: err}
@@ -141,4 +142,34 @@ func errText(err error) string {
 		return string(ee.Stderr)
 	}
 	return ""
+}
+
+// TestDefaultNixBuildsStatic checks what default.nix asks of nixpkgs for
+// nix-init from source (nixpkgs itself is not here, so a stand-in records
+// the arguments): the static, liblzma-linked build of build-nix-init.
+func TestDefaultNixBuildsStatic(t *testing.T) {
+	testnix.Require(t)
+	expr := `let pkgs = { pkgsStatic = { buildGoModule = args: args; xz = "static-xz"; }; };
+	  drv = (import ` + repoRoot(t) + ` { inherit pkgs; }).nix-init;
+	in { inherit (drv) buildInputs tags ldflags subPackages; cgo = drv.env.CGO_ENABLED; }`
+	out, err := exec.Command("nix-instantiate", "--eval", "--strict", "--json", "--read-write-mode", "-E", expr).Output()
+	if err != nil {
+		t.Fatalf("nix-instantiate: %v\n%s", err, errText(err))
+	}
+	var got struct {
+		BuildInputs []string `json:"buildInputs"`
+		Tags        []string `json:"tags"`
+		Ldflags     []string `json:"ldflags"`
+		SubPackages []string `json:"subPackages"`
+		Cgo         string   `json:"cgo"`
+	}
+	if err := json.Unmarshal(out, &got); err != nil {
+		t.Fatal(err)
+	}
+	ldflags := strings.Join(got.Ldflags, " ")
+	if got.Cgo != "1" || !slices.Equal(got.BuildInputs, []string{"static-xz"}) ||
+		!slices.Contains(got.Tags, "netgo") || !slices.Contains(got.Tags, "osusergo") ||
+		!strings.Contains(ldflags, "-extldflags -static") || !slices.Equal(got.SubPackages, []string{"cmd/nix-init"}) {
+		t.Errorf("default.nix builds nix-init with %+v", got)
+	}
 }

@@ -901,7 +901,7 @@ func TestUsage(t *testing.T) {
 	t.Run("version", func(t *testing.T) {
 		res := runInit(t, exec.Command(bin, "version"), 10*time.Second)
 		wantCode(t, res, exitOK)
-		if !regexp.MustCompile(`^nix-init \S+ \(go[0-9.]+\S*, protocol 1\.35\)\n$`).MatchString(res.stdout) {
+		if !regexp.MustCompile(`^nix-init \S+ \(go[0-9.]+\S*, protocol 1\.35, xz: (liblzma [0-9.]+|ulikunitz/xz \(pure Go\))\)\n$`).MatchString(res.stdout) {
 			t.Errorf("version printed %q", res.stdout)
 		}
 	})
