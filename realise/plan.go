@@ -127,8 +127,8 @@ func describeFailures(errs []error) string {
 	return strings.Join(msgs, "; ")
 }
 
-// squash puts a message on one line (Nix indents the continuation lines
-// of its errors).
+// cacheURLs are the caches' URLs, in their order, for messages that name
+// the caches asked.
 func cacheURLs(cs binarycache.Caches) []string {
 	out := make([]string, len(cs))
 	for i, c := range cs {
