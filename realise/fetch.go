@@ -2,7 +2,6 @@ package realise
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -305,40 +304,8 @@ func (f *fetcher) fetchOne(ctx context.Context, j *pathJob, r *reservation) erro
 			return fmt.Errorf("import %s: waiting for %s: %w", pp.Path, ref.pp.Path, context.Cause(ctx))
 		}
 	}
-	info := store.PathInfo{
-		Path:       pp.Path,
-		NarHash:    pp.Info.NarHash,
-		NarSize:    pp.Info.NarSize,
-		References: pp.Info.ReferencePaths(),
-		Sigs:       pp.Info.Sigs,
-		CA:         pp.Info.CA,
-	}
-	// The deriver is not signed: one the daemon could not parse would cost
-	// the connection, and it is only informational.
-	if drv := binarycache.StoreDir + "/" + pp.Info.Deriver; pp.Info.Deriver != "" && store.ValidatePath(drv) == nil {
-		info.Deriver = drv
-	}
-	conn, err := f.pool.get(ctx)
-	if err != nil {
-		return fmt.Errorf("import %s: %w", pp.Path, err)
-	}
-	unlock := func() {}
-	if f.claims != nil {
-		if unlock, err = f.claims.lockImports(ctx); err != nil {
-			f.pool.put(conn)
-			return fmt.Errorf("import %s: %w", pp.Path, err)
-		}
-	}
-	err = conn.AddToStoreNar(ctx, info, nar.reader(), false, f.dontCheckSigs)
-	unlock()
-	f.pool.put(conn)
-	if err != nil {
-		hint := ""
-		var de *store.DaemonError
-		if errors.As(err, &de) && refusedSignature(de.Message) {
-			hint = " (" + untrustedKeyHint + ")"
-		}
-		return fmt.Errorf("import %s fetched from %s: %w%s", pp.Path, pp.Cache.URL(), err, hint)
+	if err := f.importNar(ctx, pp, nar); err != nil {
+		return err
 	}
 	secs := time.Since(start).Seconds()
 	size := downloadSize(pp.Info)

@@ -2,9 +2,12 @@ package realise
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"strings"
 	"sync"
 
+	"github.com/nix-aurora/nix-aurora/binarycache"
 	"github.com/nix-aurora/nix-aurora/store"
 )
 
@@ -113,4 +116,46 @@ func (p *connPool) close() {
 		c.Close()
 	}
 	p.extras = nil
+}
+
+// importNar hands pp's downloaded and verified NAR to the daemon
+// (AddToStoreNar) on one of the pool's connections; the daemon checks the
+// signatures again with its own keys unless the run may skip them.
+func (f *fetcher) importNar(ctx context.Context, pp binarycache.PlannedPath, nar *spool) error {
+	info := store.PathInfo{
+		Path:       pp.Path,
+		NarHash:    pp.Info.NarHash,
+		NarSize:    pp.Info.NarSize,
+		References: pp.Info.ReferencePaths(),
+		Sigs:       pp.Info.Sigs,
+		CA:         pp.Info.CA,
+	}
+	// The deriver is not signed: one the daemon could not parse would cost
+	// the connection, and it is only informational.
+	if drv := binarycache.StoreDir + "/" + pp.Info.Deriver; pp.Info.Deriver != "" && store.ValidatePath(drv) == nil {
+		info.Deriver = drv
+	}
+	conn, err := f.pool.get(ctx)
+	if err != nil {
+		return fmt.Errorf("import %s: %w", pp.Path, err)
+	}
+	unlock := func() {}
+	if f.claims != nil {
+		if unlock, err = f.claims.lockImports(ctx); err != nil {
+			f.pool.put(conn)
+			return fmt.Errorf("import %s: %w", pp.Path, err)
+		}
+	}
+	err = conn.AddToStoreNar(ctx, info, nar.reader(), false, f.dontCheckSigs)
+	unlock()
+	f.pool.put(conn)
+	if err != nil {
+		hint := ""
+		var de *store.DaemonError
+		if errors.As(err, &de) && refusedSignature(de.Message) {
+			hint = " (" + untrustedKeyHint + ")"
+		}
+		return fmt.Errorf("import %s fetched from %s: %w%s", pp.Path, pp.Cache.URL(), err, hint)
+	}
+	return nil
 }
