@@ -45,8 +45,8 @@ type realPart struct {
 
 // What the real fixture takes from the machine at scale 100.
 const (
-	realMinPart   = 2 << 20  // small directories are merged into paths of at least this
-	realMaxPart   = 16 << 20 // a directory above this is split into its entries
+	realMinPart   = 3 << 19  // small directories are merged into paths of at least this
+	realMaxPart   = 10 << 20 // a directory above this is split into its entries
 	realLevels    = 8        // depth of the graph below the root
 	realPyBudget  = 20 << 20 // of the Python standard library
 	realLibBudget = 24 << 20 // of shared libraries, largest first

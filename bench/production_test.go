@@ -101,7 +101,7 @@ import (
 func BenchmarkProduction(b *testing.B) {
 	requireNix(b)
 	bin := nixInitBinary(b)
-	b.Logf("Nix %s, %d CPUs, TMPDIR=%s", testnix.Version(b), runtime.NumCPU(), os.TempDir())
+	host := fmt.Sprintf("Nix %s, %d CPUs, TMPDIR=%s", testnix.Version(b), runtime.NumCPU(), os.TempDir())
 
 	latencies := []time.Duration{0, 20 * time.Millisecond, 50 * time.Millisecond}
 	type cacheKind struct {
@@ -114,41 +114,42 @@ func BenchmarkProduction(b *testing.B) {
 	fixtures := []struct {
 		name   string
 		caches []cacheKind
-		build  func(b *testing.B) (root string, closure []string)
+		build  func(b *testing.B) (root string, closure []string, about string)
 	}{
-		{"real", []cacheKind{xz, zst, push}, func(b *testing.B) (string, []string) {
+		{"real", []cacheKind{xz, zst, push}, func(b *testing.B) (string, []string, string) {
 			scale := envInt("BENCH_REAL_SCALE", 100)
 			if scale > 100 {
 				b.Fatalf("BENCH_REAL_SCALE=%d: at most 100 (percent)", scale)
 			}
 			start := time.Now()
 			fx := buildRealFixture(b, scale)
-			b.Logf("real fixture (scale %d%%): %d store paths, %d levels, %d files, %.0f MB, built in %.0fs",
+			about := fmt.Sprintf("real fixture at scale %d%%: %d store paths, %d levels, %d files, %.0f MB (built in %.0fs)",
 				scale, len(fx.Closure), fx.Levels+1, fx.Files, float64(fx.Bytes)/1e6, time.Since(start).Seconds())
-			return fx.Root, fx.Closure
+			return fx.Root, fx.Closure, about
 		}},
-		{"synthetic", []cacheKind{push, xz}, func(b *testing.B) (string, []string) {
+		{"synthetic", []cacheKind{push, xz}, func(b *testing.B) (string, []string, string) {
 			depth, width, size := envInt("BENCH_COLD_DEPTH", 12), envInt("BENCH_COLD_WIDTH", 33), envInt("BENCH_COLD_BYTES", 256<<10)
 			fx := testnode.Chain(b, "prod", depth, width, size)
-			b.Logf("synthetic fixture: %d paths, %d levels, %d MB of random data", len(fx.Closure), depth+1, depth*width*size>>20)
-			return fx.Root, fx.Closure
+			return fx.Root, fx.Closure, fmt.Sprintf("synthetic fixture: %d store paths, %d levels, %d MB of random data",
+				len(fx.Closure), depth+1, depth*width*size>>20)
 		}},
 	}
 	for _, f := range fixtures {
 		b.Run("fixture="+f.name, func(b *testing.B) {
-			root, closure := f.build(b)
+			root, closure, about := f.build(b)
+			about = host + "; " + about
 			for _, ck := range f.caches {
 				b.Run("cache="+ck.name, func(b *testing.B) {
 					start := time.Now()
 					cache := ck.make(b, root)
-					b.Logf("%s cache of %s: %.0f MB in %.0fs", ck.name, f.name, float64(dirSize(cache.Dir))/1e6, time.Since(start).Seconds())
+					about := fmt.Sprintf("%s; %s cache: %.0f MB (written in %.0fs)", about, ck.name, float64(dirSize(cache.Dir))/1e6, time.Since(start).Seconds())
 					for _, lat := range latencies {
 						b.Run("latency="+lat.String(), func(b *testing.B) {
 							for _, mode := range []string{"single-user", "daemon"} {
 								b.Run("mode="+mode, func(b *testing.B) {
 									cache.StallBody(lat)
 									defer cache.StallBody(0)
-									c := &prodCase{bin: bin, root: root, closure: closure, cache: cache, latency: lat, daemon: mode == "daemon"}
+									c := &prodCase{about: about, bin: bin, root: root, closure: closure, cache: cache, latency: lat, daemon: mode == "daemon"}
 									c.run(b)
 								})
 							}
@@ -200,6 +201,7 @@ func closureBatches(b *testing.B, root string, n int) [][]string {
 
 // prodCase is one cell of the matrix.
 type prodCase struct {
+	about   string // the fixture and the cache
 	bin     string
 	root    string
 	closure []string
@@ -285,9 +287,9 @@ func (c *prodCase) run(b *testing.B) {
 		if med[ours] == 0 {
 			continue
 		}
-		prefix := strings.TrimSuffix(strings.TrimPrefix(ours, "nix-init"), "-")
-		if prefix != "" {
-			prefix += "-"
+		prefix := "" // x-vs-…, as BenchmarkColdStart names them
+		if ours == "nix-init-tuned" {
+			prefix = "tuned-"
 		}
 		for _, theirs := range []string{"nix-store-default", "nix-store-tuned"} {
 			x := float64(med[theirs]) / float64(med[ours])
@@ -327,7 +329,7 @@ func (c *prodCase) run(b *testing.B) {
 		summary = append(summary, fmt.Sprintf("(the wrapper's own %.1f MiB)", float64(floor)/1024))
 	}
 	b.ReportMetric(0, "ns/op")
-	b.Logf("%d runs each: %s", b.N, strings.Join(summary, ", "))
+	b.Logf("%s\n%d runs each: %s", c.about, b.N, strings.Join(summary, ", "))
 }
 
 // benchtimeRuns is N of -benchtime Nx, or 0.
