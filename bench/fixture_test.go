@@ -31,6 +31,7 @@ type realFixture struct {
 	Files   int
 	Bytes   int64 // what the files hold, before NAR framing
 	Levels  int
+	Sources string // how many parts each source gave, "libs 2, python 5, …"
 }
 
 // realPart is one store path of the fixture.
@@ -122,7 +123,9 @@ func buildRealFixture(b *testing.B, scale int) *realFixture {
 	sources = append(sources, source{"gotool", tools, true})
 
 	fx := &realFixture{Levels: realLevels}
+	var counts []string
 	for _, s := range sources {
+		counts = append(counts, fmt.Sprintf("%s %d", s.prefix, len(s.groups)))
 		for _, g := range s.groups {
 			name := storeSafe(s.prefix + "-" + g.name)
 			if len(g.paths) == 0 {
@@ -135,6 +138,7 @@ func buildRealFixture(b *testing.B, scale int) *realFixture {
 			fx.Bytes += bytes
 		}
 	}
+	fx.Sources = strings.Join(counts, ", ")
 	// Levels by position: the libraries are leaves, Go's tools the top.
 	// A part refers to the first library path and to two parts of the
 	// level below, and the root to every part.
@@ -224,7 +228,8 @@ type group struct {
 
 // splitTree groups dir's entries, in name order, into store paths of at
 // least realMinPart bytes; an entry above realMaxPart is split into its own
-// entries likewise. budget > 0 stops at that many bytes.
+// entries likewise. budget > 0 takes, in name order, the entries that fit
+// in that many bytes.
 func splitTree(b *testing.B, dir string, budget int64) []group {
 	b.Helper()
 	var out []group
@@ -236,8 +241,8 @@ func splitTree(b *testing.B, dir string, budget int64) []group {
 		}
 		cur, curSize = group{}, 0
 	}
-	var walk func(dir, prefix string) bool
-	walk = func(dir, prefix string) bool {
+	var walk func(dir, prefix string)
+	walk = func(dir, prefix string) {
 		entries, err := os.ReadDir(dir)
 		if err != nil {
 			b.Fatal(err)
@@ -246,13 +251,11 @@ func splitTree(b *testing.B, dir string, budget int64) []group {
 			p := filepath.Join(dir, e.Name())
 			size := treeSize(p)
 			if budget > 0 && total+size > budget {
-				return false
+				continue // what fits: Python's static library alone is larger
 			}
 			if e.IsDir() && size > realMaxPart {
 				flush()
-				if !walk(p, prefix+e.Name()+"-") {
-					return false
-				}
+				walk(p, prefix+e.Name()+"-")
 				flush()
 				continue
 			}
@@ -266,7 +269,6 @@ func splitTree(b *testing.B, dir string, budget int64) []group {
 				flush()
 			}
 		}
-		return true
 	}
 	walk(dir, "")
 	flush()

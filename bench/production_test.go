@@ -52,9 +52,11 @@ import (
 //
 //	fixture=real|synthetic / cache=xz|zstd|push / latency=0s|20ms|50ms / mode=single-user|daemon
 //
-// Fixtures: real (buildRealFixture: some 40 store paths and 13,000 real
-// files, about 230 MB, 9 levels: sources, libraries, binaries) and
-// synthetic (BenchmarkColdStart's Chain: 397 paths of random data, 12
+// Fixtures: real (buildRealFixture: on the machine of BENCHMARKS.md 62
+// store paths, 12,600 real files, 210 MB, 9 levels: Go's sources, Python's
+// standard library, shared libraries, Go's compiler and linker; it is made
+// from what the machine has, so a chroot's has a smaller Python and other
+// libraries) and synthetic (BenchmarkColdStart's Chain: 397 paths of random data, 12
 // levels, each path referring to every path of the level below).
 //
 // Caches: xz and zstd are written by `nix copy` (xz is its default, what
@@ -62,8 +64,9 @@ import (
 // synthetic fixture gets push and xz only, to keep the run short. Latency
 // is per request, headers at once and the body after it (Cache.StallBody).
 //
-// Modes: single-user, as root on the node's store (nix-store --store-like
-// NIX_REMOTE=DIR; nix-init --store DIR, unpacking itself); daemon, as the
+// Modes: single-user, as root on the node's store (nix-store with
+// NIX_REMOTE=DIR; nix-init --store DIR, which unpacks itself and registers
+// with nix-store --load-db); daemon, as the
 // user nobody through a fresh nix-daemon whose nix.conf has the cache and
 // trusts its key (nix-init imports with AddToStoreNar; nix-store lets the
 // daemon substitute).
@@ -92,8 +95,9 @@ import (
 // extra, untimed run (see rusageWrap). Daemon mode: VARIANT-daemon-KiB, the
 // largest VmHWM of a process of the daemon (the daemon and its workers),
 // and VARIANT-daemon-sum-KiB, the largest sum of their VmRSS, sampled
-// every 10 ms during the runs (the daemon reaps its workers automatically,
-// so its own rusage holds none of theirs).
+// every 10 ms during the runs. Not the daemon's rusage once stopped: Linux
+// starts a child's ru_maxrss at its parent's peak, and the daemon's parent
+// is the benchmark, so that would report the benchmark's memory.
 //
 // Environment: BENCH_REAL_SCALE (1 to 100, default 100) shrinks the real
 // fixture; BENCH_COLD_DEPTH, _WIDTH, _BYTES the synthetic one, as for
@@ -123,8 +127,8 @@ func BenchmarkProduction(b *testing.B) {
 			}
 			start := time.Now()
 			fx := buildRealFixture(b, scale)
-			about := fmt.Sprintf("real fixture at scale %d%%: %d store paths, %d levels, %d files, %.0f MB (built in %.0fs)",
-				scale, len(fx.Closure), fx.Levels+1, fx.Files, float64(fx.Bytes)/1e6, time.Since(start).Seconds())
+			about := fmt.Sprintf("real fixture at scale %d%%: %d store paths (%s, root), %d levels, %d files, %.0f MB (built in %.0fs)",
+				scale, len(fx.Closure), fx.Sources, fx.Levels+1, fx.Files, float64(fx.Bytes)/1e6, time.Since(start).Seconds())
 			return fx.Root, fx.Closure, about
 		}},
 		{"synthetic", []cacheKind{push, xz}, func(b *testing.B) (string, []string, string) {
