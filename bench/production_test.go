@@ -37,9 +37,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/klauspost/compress/zstd"
 	"github.com/nix-community/go-nix/pkg/nixbase32"
-	"github.com/ulikunitz/xz"
 
 	"github.com/nix-aurora/nix-aurora/binarycache"
 	"github.com/nix-aurora/nix-aurora/internal/testnix"
@@ -262,6 +260,15 @@ func (c *prodCase) run(b *testing.B) {
 			vs = append(vs, variant{"nix-init-tuned", c.singleNixInit("http-connections = 64", "", "--jobs", "64")})
 		}
 	}
+	// BENCH_NIX_INIT_ARGS adds a variant, nix-init-extra, with these
+	// arguments (space-separated), to try an option against the rest.
+	if extra := strings.Fields(os.Getenv("BENCH_NIX_INIT_ARGS")); len(extra) > 0 {
+		if c.daemon {
+			vs = append(vs, variant{"nix-init-extra", c.daemonNixInit("", extra...)})
+		} else {
+			vs = append(vs, variant{"nix-init-extra", c.singleNixInit("", "", extra...)})
+		}
+	}
 	if c.latency == 0 {
 		vs = append(vs, variant{"floor", c.floor(b)})
 	}
@@ -425,14 +432,11 @@ func (c *prodCase) daemonNixInit(conf string, extra ...string) func(b *testing.B
 // floor returns the floor variant: what a client's CPU must do for this
 // cache at the least, without Nix and without the network. The narinfos
 // are read once, untimed. Each run reads every NAR file from the cache's
-// directory through a buffer, decompresses it with the decoder
-// binarycache uses (ulikunitz/xz; klauspost/compress/zstd with its
-// options), hashes it (sha256, checked against NarHash) and unpacks it
-// with localstore.Unpack (the strict nar.Reader, canonical modes) into a
-// fresh directory under TMPDIR; largest first, on 2×NumCPU goroutines.
-// Not binarycache.Cache.ReadNar on a file:// URL: its file backend hands
-// the xz decoder, which reads one byte at a time, an unbuffered file, and
-// that measured a read(2) per byte rather than the work.
+// directory through a buffer, decompresses it with nix-init's decoders
+// (binarycache.Decompress: liblzma for xz in a cgo build, as nix-init
+// ships), hashes it (sha256, checked against NarHash) and unpacks it with
+// localstore.Unpack (the strict nar.Reader, canonical modes) into a fresh
+// directory under TMPDIR; largest first, on 2×NumCPU goroutines.
 func (c *prodCase) floor(b *testing.B) func(b *testing.B) result {
 	type nar struct {
 		path, file, hash, compression string
@@ -451,34 +455,15 @@ func (c *prodCase) floor(b *testing.B) func(b *testing.B) result {
 		nars = append(nars, nar{p, filepath.Join(c.cache.Dir, filepath.FromSlash(ni.URL)), ni.NarHash, cmp.Or(ni.Compression, "bzip2"), ni.NarSize})
 	}
 	sort.SliceStable(nars, func(i, j int) bool { return nars[i].size > nars[j].size })
-	one := func(dir string, n nar, zd **zstd.Decoder) error {
+	one := func(dir string, n nar) error {
 		f, err := os.Open(n.file)
 		if err != nil {
 			return err
 		}
 		defer f.Close()
-		src := bufio.NewReaderSize(f, 64<<10)
-		var r io.Reader
-		switch n.compression {
-		case "xz":
-			if r, err = xz.NewReader(src); err != nil {
-				return err
-			}
-		case "zstd":
-			if *zd == nil {
-				if *zd, err = zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true)); err != nil {
-					return err
-				}
-			}
-			if err := (*zd).Reset(src); err != nil {
-				return err
-			}
-			r = *zd
-		case "none":
-			r = src
-		default:
-			return fmt.Errorf("floor: no decoder for %s", n.compression)
-		}
+		// nix-init's own decoders (liblzma for xz in the shipped build).
+		r := binarycache.Decompress(n.compression, bufio.NewReaderSize(f, 64<<10))
+		defer r.Close()
 		h := sha256.New()
 		tee := io.TeeReader(r, h)
 		if _, err := localstore.Unpack(filepath.Join(dir, filepath.Base(n.path)), tee); err != nil {
@@ -507,14 +492,8 @@ func (c *prodCase) floor(b *testing.B) func(b *testing.B) result {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				var zd *zstd.Decoder
-				defer func() {
-					if zd != nil {
-						zd.Close()
-					}
-				}()
 				for n := range work {
-					errs <- one(dir, n, &zd)
+					errs <- one(dir, n)
 				}
 			}()
 		}

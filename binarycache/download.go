@@ -43,6 +43,18 @@ func checkCompression(method string) error {
 	return fmt.Errorf("unsupported compression %q (supported: none, xz, bzip2, zstd, gzip, br)", method)
 }
 
+// Decompress returns r decompressed by method (a narinfo's Compression),
+// with the decoders nix-init uses; Close gives the decoder back.
+func Decompress(method string, r io.Reader) io.ReadCloser {
+	return &decompressor{method: method, src: r}
+}
+
+// Close gives the decoder back; the decompressor must not be read after.
+func (d *decompressor) Close() error {
+	d.close()
+	return nil
+}
+
 func (d *decompressor) Read(p []byte) (int, error) {
 	if d.err != nil {
 		return 0, d.err

@@ -12,10 +12,11 @@ import (
 // (the shipped static nix-init) decode with liblzma (xz_liblzma.go); a
 // CGO_ENABLED=0 build falls back to ulikunitz/xz (xz_purego.go).
 //
-// Like zstd's, xz decoders are few and reused: each holds the stream's
-// dictionary (8 MiB for `nix copy`'s default preset) for as long as it
-// decodes, outside Go's heap under liblzma, and decoding is CPU work, so
-// more decoders than cores only add memory.
+// Like zstd's, xz decoders are few: each holds the stream's dictionary (up
+// to 8 MiB for `nix copy`'s default preset) for as long as it decodes,
+// outside Go's heap under liblzma, and decoding is CPU work, so more
+// decoders than cores only add memory (one on two cores made a cold
+// start 1.5x slower).
 var (
 	xzSlots       = make(chan struct{}, maxXZDecoders)
 	maxXZDecoders = min(max(runtime.NumCPU(), 1), 4)

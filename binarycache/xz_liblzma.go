@@ -5,7 +5,16 @@ package binarycache
 /*
 #cgo LDFLAGS: -llzma
 #include <lzma.h>
+#include <malloc.h>
 #include <stdlib.h>
+
+// Dictionaries (8 MiB for nix copy's xz) are mapped for each stream and
+// unmapped when it ends, so that a decoder holds only the pages it wrote,
+// and only while it decodes. Without a fixed threshold glibc raises it
+// after the first free, and later dictionaries stay in its heap.
+static void nxa_setup(void) {
+	mallopt(M_MMAP_THRESHOLD, 256 << 10);
+}
 
 // nxa_code runs one lzma_code step on buffers the caller owns, and leaves
 // no pointer to them in the stream once it returns (cgo forbids C keeping
@@ -63,20 +72,16 @@ type xzDecoder struct {
 	err  error
 }
 
-// xzStreams are initialised liblzma decoders not in use: a new
-// lzma_stream_decoder on one keeps its dictionary when the next stream's
-// is no larger, which saves allocating (and the kernel zeroing) 8 MiB per
-// NAR.
-var xzStreams = make(chan *C.lzma_stream, maxXZDecoders)
+func init() { C.nxa_setup() }
 
+// newXZReader starts a decoder. Decoders are not reused: one that kept
+// its dictionary would keep every page of it resident (a new one costs
+// the kernel zeroing what the stream writes, well under a millisecond
+// for 8 MiB).
 func newXZReader(r io.Reader) (*xzDecoder, error) {
-	var s *C.lzma_stream
-	select {
-	case s = <-xzStreams:
-	default:
-		if s = C.nxa_new(); s == nil {
-			return nil, errors.New("xz: out of memory")
-		}
+	s := C.nxa_new()
+	if s == nil {
+		return nil, errors.New("xz: out of memory")
 	}
 	if ret := C.nxa_init(s, xzMemLimit); ret != C.LZMA_OK {
 		C.nxa_free(s)
@@ -145,17 +150,12 @@ func (d *xzDecoder) Read(p []byte) (int, error) {
 	}
 }
 
-// Close keeps the decoder for the next stream (or frees it).
+// Close frees the decoder and its dictionary.
 func (d *xzDecoder) Close() error {
-	if d.s == nil {
-		return nil
-	}
-	select {
-	case xzStreams <- d.s:
-	default:
+	if d.s != nil {
 		C.nxa_free(d.s)
+		d.s = nil
 	}
-	d.s = nil
 	return nil
 }
 

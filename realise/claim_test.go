@@ -193,7 +193,7 @@ func TestClaimSquatted(t *testing.T) {
 						t.Fatalf("waitFor %s: %v, want %v", key, got, want)
 					}
 				}
-				unlock, err := c.lockImports(ctx)
+				unlock, err := c.lockImports(ctx, 1)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -392,7 +392,7 @@ func TestDirectStuckTrustedClaims(t *testing.T) {
 			defer c.release()
 		}
 	}
-	unlock, err := stuck.lockImports(t.Context())
+	unlock, err := stuck.lockImports(t.Context(), 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -415,5 +415,58 @@ func TestDirectStuckTrustedClaims(t *testing.T) {
 	}
 	if bad := w.node.Invalid(t, fx.Closure...); len(bad) > 0 {
 		t.Fatalf("not valid: %v", bad)
+	}
+}
+
+// TestImportSlots: a run with parallel imports holds as many import slots
+// at once, and one more waits until a slot is released.
+func TestImportSlots(t *testing.T) {
+	c := testClaims(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	first, err := c.lockImports(ctx, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := c.lockImports(ctx, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan time.Time, 1)
+	go func() {
+		third, err := c.lockImports(ctx, 2)
+		if err != nil {
+			t.Error(err)
+		}
+		got <- time.Now()
+		third()
+	}()
+	select {
+	case <-got:
+		t.Fatal("a third import got a slot while both were held")
+	case <-time.After(300 * time.Millisecond):
+	}
+	released := time.Now()
+	first()
+	select {
+	case at := <-got:
+		if at.Before(released) {
+			t.Fatal("the third import went before a slot was released")
+		}
+	case <-ctx.Done():
+		t.Fatal("the third import never got the released slot")
+	}
+	second()
+	// With one slot, a second import waits: what runs without --imports
+	// have always done.
+	one, err := c.lockImports(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer one()
+	short, cancelShort := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancelShort()
+	if _, err := c.lockImports(short, 1); err == nil {
+		t.Fatal("two imports held the one slot")
 	}
 }

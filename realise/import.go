@@ -81,6 +81,13 @@ func (p *connPool) get(ctx context.Context) (*store.Conn, error) {
 
 func (p *connPool) put(c *store.Conn) { p.free <- c }
 
+// limit is how many connections the pool may have.
+func (p *connPool) limit() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.max
+}
+
 // validPaths asks one of the pool's connections which of paths are valid.
 func (p *connPool) validPaths(ctx context.Context, paths []string) (map[string]bool, error) {
 	c, err := p.get(ctx)
@@ -141,7 +148,7 @@ func (f *fetcher) importNar(ctx context.Context, pp binarycache.PlannedPath, nar
 	}
 	unlock := func() {}
 	if f.claims != nil {
-		if unlock, err = f.claims.lockImports(ctx); err != nil {
+		if unlock, err = f.claims.lockImports(ctx, f.pool.limit()); err != nil {
 			f.pool.put(conn)
 			return fmt.Errorf("import %s: %w", pp.Path, err)
 		}
