@@ -532,8 +532,11 @@ func TestHTTPNoProgressIsBounded(t *testing.T) {
 			if d := time.Since(start); d > 10*time.Second {
 				t.Errorf("took %v", d)
 			}
-			if n := srv.count("/nar/"); n != 3 {
-				t.Errorf("%d NAR requests, want 3", n)
+			// One request per attempt; on a loaded machine a reopen can
+			// itself stall past the 200 ms and be retried (at most
+			// Attempts times per resume), so that is the bound.
+			if n := srv.count("/nar/"); n < 3 || n > 3*3 {
+				t.Errorf("%d NAR requests, want 3 (at most 9 with slow reopens)", n)
 			}
 		})
 	}
