@@ -178,8 +178,9 @@ func requireNix(b *testing.B) {
 }
 
 // copiedCache is a cache written by `nix copy` with the given compression.
-// Level by level: one `nix copy` of a large closure with xz can exceed
-// the harness's timeout for a Nix command.
+// In eight slices of the closure, dependencies first: one `nix copy` of
+// the real closure with xz takes close to the harness's 2-minute timeout
+// for a Nix command on 2 cores.
 func copiedCache(b *testing.B, compression, root string) *testnode.Cache {
 	b.Helper()
 	cache := testnode.NewCache(b, testnode.CacheOptions{Compression: compression})
