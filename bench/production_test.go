@@ -144,7 +144,7 @@ func BenchmarkProduction(b *testing.B) {
 				b.Run("cache="+ck.name, func(b *testing.B) {
 					start := time.Now()
 					cache := ck.make(b, root)
-					about := fmt.Sprintf("%s; %s cache: %.0f MB (written in %.0fs)", about, ck.name, float64(dirSize(cache.Dir))/1e6, time.Since(start).Seconds())
+					about := fmt.Sprintf("%s; %s cache: %.0f MB (written in %.0fs)", about, ck.name, float64(treeSize(cache.Dir))/1e6, time.Since(start).Seconds())
 					for _, lat := range latencies {
 						b.Run("latency="+lat.String(), func(b *testing.B) {
 							for _, mode := range []string{"single-user", "daemon"} {
@@ -698,9 +698,6 @@ func procStatusKiB(pid int, field string) int64 {
 	}
 	return 0
 }
-
-// dirSize is the bytes of the files under dir.
-func dirSize(dir string) int64 { return treeSize(dir) }
 
 // hostCommand runs a Nix program on the host store, without the
 // benchmark's NIX_* settings.

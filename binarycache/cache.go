@@ -539,11 +539,9 @@ func (cs Caches) Sort() {
 func OpenAll(ctx context.Context, urls []string, opts Options) (Caches, error) {
 	caches, errs := OpenEach(ctx, urls, opts)
 	var out Caches
-	for i, c := range caches {
+	for _, c := range caches {
 		if c != nil {
 			out = append(out, c)
-		} else if opts.Logf != nil {
-			opts.Logf("warning: ignoring substituter %s: %v", urls[i], errs[i])
 		}
 	}
 	out.Sort()
@@ -551,7 +549,7 @@ func OpenAll(ctx context.Context, urls []string, opts Options) (Caches, error) {
 }
 
 // OpenEach opens the caches of urls in parallel; caches[i] is urls[i]'s,
-// nil when it failed with errs[i].
+// nil when it failed with errs[i], which Options.Logf is told.
 func OpenEach(ctx context.Context, urls []string, opts Options) (caches []*Cache, errs []error) {
 	if opts.HTTPClient == nil && opts.ConnectTimeout > 0 {
 		opts.HTTPClient = NewHTTPClient(opts.ConnectTimeout)
@@ -563,6 +561,11 @@ func OpenEach(ctx context.Context, urls []string, opts Options) (caches []*Cache
 		wg.Go(func() { caches[i], errs[i] = Open(ctx, u, opts) })
 	}
 	wg.Wait()
+	for i, err := range errs {
+		if err != nil && opts.Logf != nil {
+			opts.Logf("warning: ignoring substituter %s: %v", urls[i], err)
+		}
+	}
 	return caches, errs
 }
 

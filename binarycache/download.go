@@ -104,11 +104,20 @@ var (
 	maxZstdDecoders = 4
 )
 
-// takeZstd waits for the first compressed bytes (so that a slow response
-// holds no decoder), then for a decoder.
-func (d *decompressor) takeZstd() (*zstd.Decoder, error) {
+// firstBytes waits for the compressed stream's first bytes, so that a
+// slow response holds no decoder slot, and buffers what the decoder reads.
+func (d *decompressor) firstBytes() (*bufio.Reader, error) {
 	br := bufio.NewReaderSize(d.src, 4<<10)
 	if _, err := br.Peek(1); err != nil && err != io.EOF {
+		return nil, err
+	}
+	return br, nil
+}
+
+// takeZstd waits for the first compressed bytes, then for a decoder.
+func (d *decompressor) takeZstd() (*zstd.Decoder, error) {
+	br, err := d.firstBytes()
+	if err != nil {
 		return nil, err
 	}
 	zstdSlots <- struct{}{}

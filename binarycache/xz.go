@@ -1,7 +1,6 @@
 package binarycache
 
 import (
-	"bufio"
 	"io"
 	"runtime"
 )
@@ -28,11 +27,11 @@ var (
 // node's memory.
 const xzMemLimit = 256 << 20
 
-// takeXZ waits for the first compressed bytes (so that a slow response
-// holds no decoder), then for a decoder slot.
+// takeXZ waits for the first compressed bytes (firstBytes), then for a
+// decoder slot.
 func (d *decompressor) takeXZ() (io.Reader, error) {
-	br := bufio.NewReaderSize(d.src, 4<<10)
-	if _, err := br.Peek(1); err != nil && err != io.EOF {
+	br, err := d.firstBytes()
+	if err != nil {
 		return nil, err
 	}
 	xzSlots <- struct{}{}

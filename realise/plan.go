@@ -46,7 +46,6 @@ func (d *Direct) open(ctx context.Context, roots []string, logf func(string, ...
 		}
 		for i, c := range fresh {
 			if c == nil {
-				logf("warning: ignoring substituter %s: %v", urls[i], errs[i])
 				failed = append(failed, errs[i])
 				continue
 			}

@@ -161,13 +161,15 @@ func (c *Conn) AddToStoreNar(ctx context.Context, info PathInfo, nar io.Reader, 
 // could block on full buffers.
 func (c *Conn) uploadFrames(nar io.Reader) error {
 	done := make(chan error, 1)
+	// Transports that can end a blocked write (sockets; not every pipe).
+	wd, _ := c.t.(interface{ SetWriteDeadline(time.Time) error })
 	var uploading, interrupted atomic.Bool
 	uploading.Store(true)
 	go func() {
 		err := c.stderrLoop(nil, nil)
 		// An answer mid-upload (a refusal): a daemon that reads no more
 		// would leave a frame write blocked for good, so end it now.
-		if wd, ok := c.t.(interface{ SetWriteDeadline(time.Time) error }); ok && uploading.Load() {
+		if wd != nil && uploading.Load() {
 			interrupted.Store(true)
 			wd.SetWriteDeadline(time.Now())
 		}
@@ -176,7 +178,7 @@ func (c *Conn) uploadFrames(nar io.Reader) error {
 	// The deadline may have come just after the last frame was written:
 	// the connection stays usable then.
 	defer func() {
-		if wd, ok := c.t.(interface{ SetWriteDeadline(time.Time) error }); ok && interrupted.Load() {
+		if interrupted.Load() {
 			wd.SetWriteDeadline(time.Time{})
 		}
 	}()
