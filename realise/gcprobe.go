@@ -2,6 +2,7 @@ package realise
 
 import (
 	"errors"
+	"io"
 	"net"
 	"path/filepath"
 	"strconv"
@@ -34,17 +35,24 @@ func gcStateDir(loc store.Location) (string, bool) {
 // means no GC listens. A GC that took its lock but does not listen yet
 // reads the roots only after it listens, so it will see roots registered
 // before this probe. known is false when the probe cannot tell.
-func gcRunning(stateDir string) (running, known bool) {
+//
+// When a GC listens, the probe's connection is returned open, and the
+// caller closes it once done with that collection, as Nix's own clients
+// keep theirs. A connection closed at once can end the collection's client
+// thread before the collection records it, and the next client given the
+// same descriptor number then aborts the whole collection ("terminate
+// called without an active exception": Nix's gc.cc keys its threads by
+// descriptor, from 2.8 to 2.34 at least; seen with 2.26).
+func gcRunning(stateDir string) (held io.Closer, running, known bool) {
 	d := net.Dialer{Timeout: time.Second}
 	c, err := d.Dial("unix", filepath.Join(stateDir, "gc-socket", "socket"))
 	if err == nil {
-		c.Close()
-		return true, true
+		return c, true, true
 	}
 	if errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ENOENT) {
-		return false, true
+		return nil, false, true
 	}
-	return false, false
+	return nil, false, false
 }
 
 // tempRootsReachGC reports whether a daemon of this Nix version, asked

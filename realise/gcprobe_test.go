@@ -1,10 +1,13 @@
 package realise
 
 import (
+	"errors"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/nix-aurora/nix-aurora/store"
 )
@@ -31,8 +34,8 @@ func TestGCStateDir(t *testing.T) {
 
 func TestGCRunning(t *testing.T) {
 	state := t.TempDir()
-	if running, known := gcRunning(state); running || !known {
-		t.Fatalf("no socket: running=%v known=%v", running, known)
+	if held, running, known := gcRunning(state); held != nil || running || !known {
+		t.Fatalf("no socket: held=%v running=%v known=%v", held, running, known)
 	}
 	dir := filepath.Join(state, "gc-socket")
 	os.MkdirAll(dir, 0o755)
@@ -40,8 +43,25 @@ func TestGCRunning(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if running, known := gcRunning(state); !running || !known {
-		t.Fatalf("listening GC: running=%v known=%v", running, known)
+	held, running, known := gcRunning(state)
+	if !running || !known || held == nil {
+		t.Fatalf("listening GC: held=%v running=%v known=%v", held, running, known)
+	}
+	// The collection's side of the probe sees no end of input until the
+	// caller lets go (a probe that hung up at once could abort Nix's GC).
+	server, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer server.Close()
+	server.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+	if _, err := server.Read(make([]byte, 1)); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("the probe's connection before it is released: read %v, want a timeout", err)
+	}
+	held.Close()
+	server.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := server.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("the probe's connection once released: read %v, want EOF", err)
 	}
 	// A GC that ended leaves its socket file behind, with nobody listening.
 	l.(*net.UnixListener).SetUnlinkOnClose(false)
@@ -49,8 +69,8 @@ func TestGCRunning(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "socket")); err != nil {
 		t.Fatal(err)
 	}
-	if running, known := gcRunning(state); running || !known {
-		t.Fatalf("stale socket: running=%v known=%v", running, known)
+	if held, running, known := gcRunning(state); held != nil || running || !known {
+		t.Fatalf("stale socket: held=%v running=%v known=%v", held, running, known)
 	}
 }
 

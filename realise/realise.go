@@ -331,8 +331,12 @@ func holdThroughGC(ctx context.Context, conn *store.Conn, cfg *Config, tracker *
 	// the state directory is known; the wait below costs the daemon a scan
 	// of every root.
 	if dir, ok := gcStateDir(conn.Location()); ok {
-		if running, known := gcRunning(dir); known && !running {
+		held, running, known := gcRunning(dir)
+		if known && !running {
 			return nil
+		}
+		if held != nil {
+			defer held.Close()
 		}
 	}
 	readd := tempRootsReachGC(conn.DaemonVersion())
