@@ -8,7 +8,9 @@
 #
 # Environment: BENCHTIME (default 3x); LEGS (default "host trixie"; a leg is
 # host or a Debian suite that scripts/nix-chroot knows); BENCH_REAL_SCALE and
-# BENCH_COLD_DEPTH/_WIDTH/_BYTES shrink the fixtures (see production_test.go).
+# BENCH_COLD_DEPTH/_WIDTH/_BYTES shrink the fixtures (see production_test.go);
+# BENCH_NIX_INIT_ARGS and BENCH_NIX_INIT_ENV add a variant, nix-init-extra,
+# with those arguments and VAR=value settings.
 # The whole matrix takes about 35 minutes a leg on 2 cores. Nodes live under
 # /dev/shm (a tmpfs, inside the chroot too): see BenchmarkColdStart.
 # Each leg's full output is kept in a directory printed at the end.
@@ -23,7 +25,7 @@ out=$(mktemp -d "${TMPDIR:-/tmp}/bench-production.XXXXXX")
 
 # The fixtures' knobs cross into the chroot, whose environment is reset.
 knobs=(TMPDIR=/dev/shm)
-for v in BENCH_REAL_SCALE BENCH_COLD_DEPTH BENCH_COLD_WIDTH BENCH_COLD_BYTES; do
+for v in BENCH_REAL_SCALE BENCH_COLD_DEPTH BENCH_COLD_WIDTH BENCH_COLD_BYTES BENCH_NIX_INIT_ARGS BENCH_NIX_INIT_ENV; do
 	if [ -n "${!v:-}" ]; then knobs+=("$v=${!v}"); fi
 done
 cmd=(go test ./bench -run '^$' -bench "$pattern" -benchtime "$benchtime" -timeout 120m)

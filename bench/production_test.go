@@ -246,28 +246,30 @@ func (c *prodCase) run(b *testing.B) {
 		vs = []variant{
 			{"nix-store-default", c.daemonNixStore("")},
 			{"nix-store-tuned", c.daemonNixStore(conf, "--max-jobs", "64")},
-			{"nix-init", c.daemonNixInit("")},
+			{"nix-init", c.daemonNixInit("", nil)},
 		}
 		if c.latency > 0 {
-			vs = append(vs, variant{"nix-init-tuned", c.daemonNixInit(conf, "--jobs", "64")})
+			vs = append(vs, variant{"nix-init-tuned", c.daemonNixInit(conf, nil, "--jobs", "64")})
 		}
 	} else {
 		vs = []variant{
 			{"nix-store-default", c.singleNixStore()},
 			{"nix-store-tuned", c.singleNixStore(storeTuned...)},
-			{"nix-init", c.singleNixInit("", "")},
+			{"nix-init", c.singleNixInit("", "", nil)},
 		}
 		if c.latency > 0 {
-			vs = append(vs, variant{"nix-init-tuned", c.singleNixInit("http-connections = 64", "", "--jobs", "64")})
+			vs = append(vs, variant{"nix-init-tuned", c.singleNixInit("http-connections = 64", "", nil, "--jobs", "64")})
 		}
 	}
 	// BENCH_NIX_INIT_ARGS adds a variant, nix-init-extra, with these
-	// arguments (space-separated), to try an option against the rest.
-	if extra := strings.Fields(os.Getenv("BENCH_NIX_INIT_ARGS")); len(extra) > 0 {
+	// arguments (space-separated), and BENCH_NIX_INIT_ENV with these
+	// VAR=value added to its environment, to try an option against the rest.
+	extra, env := strings.Fields(os.Getenv("BENCH_NIX_INIT_ARGS")), strings.Fields(os.Getenv("BENCH_NIX_INIT_ENV"))
+	if len(extra) > 0 || len(env) > 0 {
 		if c.daemon {
-			vs = append(vs, variant{"nix-init-extra", c.daemonNixInit("", extra...)})
+			vs = append(vs, variant{"nix-init-extra", c.daemonNixInit("", env, extra...)})
 		} else {
-			vs = append(vs, variant{"nix-init-extra", c.singleNixInit("", "", extra...)})
+			vs = append(vs, variant{"nix-init-extra", c.singleNixInit("", "", env, extra...)})
 		}
 	}
 	if c.latency == 0 {
@@ -369,7 +371,7 @@ func (c *prodCase) singleNixStore(extra ...string) func(b *testing.B) result {
 // singleNixInit runs nix-init on a node whose nix.conf has conf; with a
 // non-empty wrap, its nix-daemon and nix-store are those of the directory
 // wrap (see childrenRSS).
-func (c *prodCase) singleNixInit(conf, wrap string, extra ...string) func(b *testing.B) result {
+func (c *prodCase) singleNixInit(conf, wrap string, env []string, extra ...string) func(b *testing.B) result {
 	return func(b *testing.B) result {
 		node := testnode.NewNode(b, testnode.NodeOptions{ExtraConf: conf})
 		defer node.Discard(b)
@@ -381,6 +383,7 @@ func (c *prodCase) singleNixInit(conf, wrap string, extra ...string) func(b *tes
 			args = append(args, "--nix-daemon", filepath.Join(wrap, "nix-daemon"))
 		}
 		cmd := node.Command(c.bin, append(args, "app="+c.root)...)
+		cmd.Env = append(cmd.Env, env...)
 		if wrap != "" {
 			cmd.Env = append(cmd.Env, wrapEnv(b, wrap)...)
 		}
@@ -417,14 +420,16 @@ func (c *prodCase) daemonNixStore(conf string, extra ...string) func(b *testing.
 	}
 }
 
-func (c *prodCase) daemonNixInit(conf string, extra ...string) func(b *testing.B) result {
+func (c *prodCase) daemonNixInit(conf string, env []string, extra ...string) func(b *testing.B) result {
 	return func(b *testing.B) result {
 		node, sb := c.daemonNode(b, conf)
 		defer node.Discard(b)
 		// nix-init is in a directory every user can enter (nixInitBinary).
 		report := filepath.Join(sb.Dir, "report.json")
 		args := append([]string{"--report", report}, extra...)
-		r := daemonRun(b, node, sb, sb.Command(c.bin, append(args, "app="+c.root)...))
+		cmd := sb.Command(c.bin, append(args, "app="+c.root)...)
+		cmd.Env = append(cmd.Env, env...)
+		r := daemonRun(b, node, sb, cmd)
 		r.rss = reportedRSS(b, report, 0)
 		return r
 	}
@@ -529,7 +534,7 @@ func (c *prodCase) childrenRSS(b *testing.B) (map[string]int64, int64) {
 			b.Fatal(err)
 		}
 	}
-	c.singleNixInit("", wrap)(b)
+	c.singleNixInit("", wrap, nil)(b)
 	f, err := os.Open(filepath.Join(wrap, "rusage.log"))
 	if err != nil {
 		b.Fatalf("no child of nix-init was wrapped: %v", err)
