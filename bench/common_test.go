@@ -42,6 +42,35 @@ func nixInitBinary(b testing.TB) string {
 	return nixInit
 }
 
+// connFloorBinary builds bench/connfloor, static (CGO_ENABLED=0), into a
+// directory every user can read.
+var connFloorBinary = func() func(testing.TB) string {
+	build := sync.OnceValues(func() (string, error) {
+		dir, err := os.MkdirTemp("", "bench-connfloor-")
+		if err != nil {
+			return "", err
+		}
+		os.Chmod(dir, 0o755)
+		out := filepath.Join(dir, "connfloor")
+		_, file, _, _ := runtime.Caller(0)
+		cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", out, "./connfloor")
+		cmd.Dir = filepath.Dir(file)
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if msg, err := cmd.CombinedOutput(); err != nil {
+			return "", &exec.ExitError{Stderr: msg}
+		}
+		return out, nil
+	})
+	return func(b testing.TB) string {
+		b.Helper()
+		out, err := build()
+		if err != nil {
+			b.Fatalf("build connfloor: %v", err)
+		}
+		return out
+	}
+}()
+
 // sample is one timed run of a command.
 type sample struct {
 	wall   time.Duration

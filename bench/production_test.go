@@ -297,13 +297,13 @@ func (c *prodCase) run(b *testing.B) {
 		b.ReportMetric(med[v.name].Seconds(), v.name+"-s")
 		summary = append(summary, fmt.Sprintf("%s %.2fs", v.name, med[v.name].Seconds()))
 	}
-	for _, ours := range []string{"nix-init", "nix-init-tuned"} {
+	for _, ours := range []string{"nix-init", "nix-init-tuned", "nix-init-extra"} {
 		if med[ours] == 0 {
 			continue
 		}
 		prefix := "" // x-vs-…, as BenchmarkColdStart names them
-		if ours == "nix-init-tuned" {
-			prefix = "tuned-"
+		if ours != "nix-init" {
+			prefix = strings.TrimPrefix(ours, "nix-init-") + "-"
 		}
 		for _, theirs := range []string{"nix-store-default", "nix-store-tuned"} {
 			x := float64(med[theirs]) / float64(med[ours])
@@ -405,7 +405,7 @@ func (c *prodCase) daemonNode(b *testing.B, conf string) (*testnode.Node, *testn
 // daemonRun times cmd (as nobody, through the node's daemon) while
 // sampling the daemon's processes.
 func daemonRun(b *testing.B, node *testnode.Node, sb *testnode.Sandbox, cmd *exec.Cmd) result {
-	cmd.Env = append(sb.Env(), "NIX_REMOTE="+node.DaemonURI())
+	cmd.Env = append(cmd.Env, "NIX_REMOTE="+node.DaemonURI()) // sb.Command set sb.Env()
 	smp := sampleTree(node.DaemonPID(), 10*time.Millisecond)
 	s := timed(b, cmd)
 	hwm, sum := smp.stop()
