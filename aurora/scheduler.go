@@ -1,23 +1,56 @@
 package aurora
 
 import (
+	"fmt"
+	"math/big"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 )
 
-// maxIdentifierLength is the scheduler's limit on role, environment, job
-// name and tier.
-const maxIdentifierLength = 255
+// The scheduler's settings its rules depend on, at the scheduler's default
+// command-line flags (Aurora 0.22). A cluster started with other flags
+// accepts or refuses more: these rules are the defaults' and no more.
+const (
+	// maxIdentifierLength bounds role, environment, job name and tier.
+	maxIdentifierLength = 255
+	// maxTasksPerJob is -max_tasks_per_job.
+	maxTasksPerJob = 4000
+	// auroraExecutor is the only executor without -custom_executor_config.
+	auroraExecutor = "AuroraExecutor"
+	// defaultTier is the default of the built-in tier configuration
+	// (-tier_config unset).
+	defaultTier = "preemptible"
+	// minSlaInstances is -min_required_instances_for_sla_check.
+	minSlaInstances = 20
+	// maxSlaDurationSecs is -max_sla_duration_secs (2 hours).
+	maxSlaDurationSecs = 7200
+)
 
-// allowedEnvironments is the scheduler's default -allowed_job_environments.
-var allowedEnvironments = regexp.MustCompile(`^(prod|devel|test|staging[0-9]*)$`)
+// allowedEnvironments is -allowed_job_environments; environmentPattern is
+// how the scheduler prints it.
+var (
+	allowedEnvironments = regexp.MustCompile(`^(prod|devel|test|staging[0-9]*)$`)
+	environmentPattern  = `^(prod|devel|test|staging\d*)$`
+)
+
+// tiers are the built-in tiers, true for a production one (neither
+// preemptible nor revocable). Only a production tier may carry an SLA policy
+// while -sla_aware_kill_non_prod is false.
+var tiers = map[string]bool{"preferred": true, "preemptible": false, "revocable": false}
 
 // ValidateScheduler checks j against the rules by which Aurora's scheduler
-// (ConfigurationManager.validateAndPopulate, with its default flags) refuses
-// a job the client accepted. It returns nil or a *ValidationError matching
-// ErrScheduler. Rules that depend on a cluster's flags (allowed container
-// types, Docker parameters, GPUs, tiers) are not checked.
+// refuses a job the client sent (ConfigurationManager.validateAndPopulate,
+// the instance limit of createJob and scheduleCronJob, and the cron schedule
+// parser of a cron job), at the scheduler's default flags. It returns nil or
+// a *ValidationError matching ErrScheduler. Unlike the scheduler, which stops
+// at the first, it reports every problem. Not checked: what depends on the
+// cluster's state (quota, a job that already exists) or on the user running
+// the client (the job's owner).
+//
+// The scheduler sees only what the client sent: run it on a job that passed
+// Validate.
 func (j Job) ValidateScheduler() error {
 	return newError(ErrScheduler, schedulerProblems(&j, ""))
 }
@@ -31,59 +64,263 @@ func (d *Document) ValidateScheduler() error {
 	return newError(ErrScheduler, all)
 }
 
+// ValidateForScheduler is ValidateDocument followed, when every job passes
+// the client, by the scheduler's rules: the error is the first stage that
+// fails (ErrSchema, ErrClient, then ErrScheduler).
+func ValidateForScheduler(data []byte) (*Document, error) {
+	d, err := ValidateDocument(data)
+	if err != nil {
+		return d, err
+	}
+	return d, d.ValidateScheduler()
+}
+
+// IsCron reports whether Aurora's client takes j for a cron job: it has a
+// cron_schedule, even an empty one. Such a job is refused by `aurora job
+// create` and taken by `aurora cron schedule`, and the reverse.
+func (j *Job) IsCron() bool { return j.CronSchedule != nil }
+
 func goodIdentifier(s string) bool {
 	return isIdentifier(s, true) && len(s) <= maxIdentifierLength
 }
 
-func schedulerProblems(j *Job, prefix string) []Problem {
-	var ps problems
-	at := func(rel string) string {
-		if rel == "" {
-			return prefix
+// sent is the interpolated string the client sends for the attribute at
+// steps (struct attributes, map keys) below the job, and whether it is
+// present, written or defaulted.
+func sent(a *analysis, steps ...string) (string, bool) {
+	n := a.root
+	for _, s := range steps {
+		switch {
+		case n == nil:
+			return "", false
+		case n.kind == structNode:
+			n = n.fields[s]
+		case n.kind == mapNode:
+			n = n.entries[s]
+		default:
+			return "", false
 		}
-		return join(prefix, rel)
 	}
-	a := analyze(j, prefix)
-	if j.InstanceCount() <= 0 {
-		ps.add(at("instances"), "Instance count must be positive.")
+	if n == nil || n.kind != leafNode {
+		return "", false
 	}
-	role, env, name := a.str(a.root, "role"), a.str(a.root, "environment"), a.str(a.root, "name")
+	if !n.isString {
+		return n.text, true
+	}
+	return a.leaf(n).out, true
+}
+
+// scheduler holds one job under the scheduler's rules.
+type scheduler struct {
+	j      *Job
+	a      *analysis
+	prefix string
+	ps     problems
+}
+
+func (s *scheduler) at(rel string) string {
+	if rel == "" {
+		return s.prefix
+	}
+	return join(s.prefix, rel)
+}
+
+func schedulerProblems(j *Job, prefix string) []Problem {
+	s := &scheduler{j: j, a: analyze(j, prefix), prefix: prefix}
+	s.instances()
+	s.jobKey()
+	s.tier()
+	s.executor()
+	s.dedicated()
+	s.container()
+	s.gpu()
+	s.slaPolicy()
+	s.cron()
+	return s.ps.list
+}
+
+// instances: validateAndPopulate, then the task limit of createJob and
+// scheduleCronJob.
+func (s *scheduler) instances() {
+	switch n := s.j.InstanceCount(); {
+	case n <= 0:
+		s.ps.add(s.at("instances"), "Instance count must be positive.")
+	case n > maxTasksPerJob:
+		s.ps.add(s.at("instances"), "Instance count must be between 1 and %d inclusive.", maxTasksPerJob)
+	}
+}
+
+// jobKey: JobKeys.isValid (ASCII identifiers of at most 255 characters),
+// then the allowed environments.
+func (s *scheduler) jobKey() {
+	role, _ := sent(s.a, "role")
+	env, _ := sent(s.a, "environment")
+	name, _ := sent(s.a, "name")
 	for _, part := range []struct{ attr, value string }{{"role", role}, {"environment", env}, {"name", name}} {
 		if !goodIdentifier(part.value) {
-			ps.add(at(part.attr), "Job key JobKey(role:%s, environment:%s, name:%s) is invalid.", role, env, name)
+			s.ps.add(s.at(part.attr), "Job key JobKey(role:%s, environment:%s, name:%s) is invalid.", role, env, name)
 			break
 		}
 	}
 	if !allowedEnvironments.MatchString(env) {
-		ps.add(at("environment"), "Job environment %s doesn't match: %s", env, `^(prod|devel|test|staging\d*)$`)
+		s.ps.add(s.at("environment"), "Job environment %s doesn't match: %s", env, environmentPattern)
 	}
-	if j.Tier != nil {
-		if tier := a.str(a.root, "tier"); !goodIdentifier(tier) {
-			ps.add(at("tier"), "Tier contains illegal characters: %s", tier)
+}
+
+// tierName is the tier the scheduler files the task under.
+func (s *scheduler) tierName() string {
+	if tier, ok := sent(s.a, "tier"); ok {
+		return tier
+	}
+	return defaultTier
+}
+
+// tier: a good identifier, and one of the configured tiers.
+func (s *scheduler) tier() {
+	tier, ok := sent(s.a, "tier")
+	switch {
+	case !ok:
+	case !goodIdentifier(tier):
+		s.ps.add(s.at("tier"), "Tier contains illegal characters: %s", tier)
+	default:
+		if _, known := tiers[tier]; !known {
+			s.ps.add(s.at("tier"), "Invalid tier '%s' in TaskConfig.", tier)
 		}
 	}
-	if j.IsService() && j.CronSchedule != nil && a.str(a.root, "cron_schedule") != "" {
-		ps.add(at("cron_schedule"), "A service task may not be run on a cron schedule")
+}
+
+// executor: the client always sends an executor config; without
+// -custom_executor_config only Thermos is configured.
+func (s *scheduler) executor() {
+	name, ok := sent(s.a, "executor_config", "name")
+	if !ok {
+		name = auroraExecutor
 	}
-	if _, ok := j.Constraints["dedicated"]; ok {
-		rel := mapKey("constraints", "dedicated")
-		value := j.Constraints["dedicated"]
-		if n := lookup(a.root, ref{dot("constraints"), {name: "dedicated", index: true}}); n != nil {
-			value = a.leaf(n).out
+	if name != auroraExecutor {
+		s.ps.add(s.at("executor_config.name"), "Configuration for executor '%s' doesn't exist.", name)
+	}
+}
+
+// dedicated: a "dedicated" constraint is one value, "ROLE/..." or "*/...",
+// whose ROLE is the job's.
+func (s *scheduler) dedicated() {
+	if _, ok := s.j.Constraints["dedicated"]; !ok {
+		return
+	}
+	rel := mapKey("constraints", "dedicated")
+	value, _ := sent(s.a, "constraints", "dedicated")
+	role, _ := sent(s.a, "role")
+	if strings.HasPrefix(value, "limit:") {
+		s.ps.add(s.at(rel), "A dedicated constraint must be of value type.")
+		return
+	}
+	// The client sends a value constraint as the set of the comma-separated
+	// values, after a leading "!" (negation).
+	values := uniq(strings.Split(strings.TrimPrefix(value, "!"), ","))
+	if len(values) != 1 {
+		s.ps.add(s.at(rel), "A dedicated constraint must have exactly one value")
+		return
+	}
+	if owner, _, _ := strings.Cut(values[0], "/"); owner != "*" && owner != role {
+		s.ps.add(s.at(rel), "Only %s may use hosts dedicated for that role.", owner)
+	}
+}
+
+// container: -allowed_container_types is MESOS and -allow_docker_parameters
+// false by default. A job without a container runs in the Mesos one.
+func (s *scheduler) container() {
+	c := s.j.Container
+	if c == nil || c.Docker == nil {
+		return
+	}
+	if len(c.Docker.Parameters) > 0 {
+		s.ps.add(s.at("container.docker.parameters"), "This scheduler is configured to disallow Docker parameters.")
+	}
+	s.ps.add(s.at("container.docker"), "This scheduler is not configured to allow the container type DOCKER")
+}
+
+// gpu: -allow_gpu_resource is false by default; the client sends a GPU
+// resource only when gpu is not 0.
+func (s *scheduler) gpu() {
+	if t := s.j.Task; t != nil && t.Resources != nil && t.Resources.GPU != nil && *t.Resources.GPU != 0 {
+		s.ps.add(s.at("task.resources.gpu"), "GPU resource support is disabled in this cluster.")
+	}
+}
+
+// slaPolicy: validateSlaPolicy, with -sla_aware_kill_non_prod false,
+// -min_required_instances_for_sla_check 20 and -max_sla_duration_secs 2h.
+func (s *scheduler) slaPolicy() {
+	p := s.j.SlaPolicy
+	if p == nil {
+		return
+	}
+	path := s.at("sla_policy")
+	tier := s.tierName()
+	if production, known := tiers[tier]; known && !production {
+		s.ps.add(path, "Tier '%s' does not support SlaPolicy.", tier)
+	}
+	coordinator := p.CoordinatorURL != nil || p.StatusKey != nil
+	if coordinator {
+		return
+	}
+	n := s.j.InstanceCount()
+	if n < minSlaInstances {
+		s.ps.add(path, "Job with fewer than %d instances cannot have Percentage/Count SlaPolicy.", minSlaInstances)
+	}
+	kind := "CountSlaPolicy"
+	switch {
+	case p.Count != nil:
+		if n-*p.Count < 1 {
+			s.ps.add(join(path, "count"), "Current CountSlaPolicy: count=%d will not allow any instances to be killed. "+
+				"Must be less than instanceCount=%d.", *p.Count, n)
 		}
-		values := strings.Split(strings.TrimPrefix(value, "!"), ",")
-		switch {
-		case strings.HasPrefix(value, "limit:"):
-			ps.add(at(rel), "A dedicated constraint must be of value type.")
-		case len(uniq(values)) != 1:
-			ps.add(at(rel), "A dedicated constraint must have exactly one value")
-		default:
-			if owner, _, _ := strings.Cut(values[0], "/"); owner != "*" && owner != role {
-				ps.add(at(rel), "Only %s may use hosts dedicated for that role.", owner)
-			}
+	case p.Percentage != nil:
+		kind = "PercentageSlaPolicy"
+		if float64(n)-float64(n)*(*p.Percentage/100.0) < 1 {
+			s.ps.add(join(path, "percentage"), "Current PercentageSlaPolicy: percentage=%s will not allow any instances "+
+				"to be killed. Must be less than %s.", javaFixed(*p.Percentage), javaFixed(float64(n-1)/float64(n)*100.0))
 		}
 	}
-	return ps.list
+	if d := p.DurationSecs; d != nil && *d > maxSlaDurationSecs {
+		s.ps.add(join(path, "duration_secs"), "%s: durationSecs=%d must be less than cluster-wide maximum of %d secs.",
+			kind, *d, maxSlaDurationSecs)
+	}
+}
+
+// javaFixed is Java's String.format("%f", f): the shortest decimal form of f
+// rounded half up to 6 places.
+func javaFixed(f float64) string {
+	r, ok := new(big.Rat).SetString(strconv.FormatFloat(f, 'g', -1, 64))
+	if !ok {
+		return strconv.FormatFloat(f, 'f', 6, 64)
+	}
+	scaled := new(big.Rat).Mul(r, big.NewRat(1000000, 1))
+	half := big.NewRat(1, 2)
+	if scaled.Sign() < 0 {
+		half.Neg(half)
+	}
+	scaled.Add(scaled, half)
+	q := new(big.Int).Quo(scaled.Num(), scaled.Denom()) // truncates toward zero
+	return new(big.Rat).SetFrac(q, big.NewInt(1000000)).FloatString(6)
+}
+
+// cron: a service may not be a cron job, and a cron job's schedule must
+// parse (scheduleCronJob; an empty schedule is a cron job to the client).
+func (s *scheduler) cron() {
+	if !s.j.IsCron() {
+		return
+	}
+	schedule, _ := sent(s.a, "cron_schedule")
+	switch {
+	case schedule == "":
+		s.ps.add(s.at("cron_schedule"), "Job has an empty cron schedule.")
+		return
+	case s.j.IsService():
+		s.ps.add(s.at("cron_schedule"), "A service task may not be run on a cron schedule")
+	}
+	if err := parseCrontab(schedule); err != nil {
+		s.ps.add(s.at("cron_schedule"), "Invalid cron schedule: %s", schedule)
+	}
 }
 
 // uniq is the set a thrift ValueConstraint holds.
@@ -98,4 +335,122 @@ func uniq(values []string) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// The scheduler's crontab grammar: five fields (minute, hour, day of month,
+// month, day of week) separated by whitespace, each a comma-separated list
+// of "*", "N", "N-M", "*/S" or "N-M/S" (S > 0, and S < M in a range);
+// months and days of week may be named (JAN, MON; any case); Sunday is 0
+// only; and either the day of month or the day of week must cover all days.
+type cronField struct {
+	lo, hi int
+	names  []string // names[i] is the value lo+i... for months and days
+}
+
+var cronFields = [5]cronField{
+	{lo: 0, hi: 59},
+	{lo: 0, hi: 23},
+	{lo: 1, hi: 31},
+	{lo: 1, hi: 12, names: []string{"JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"}},
+	{lo: 0, hi: 6, names: []string{"SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"}},
+}
+
+// javaSpace is Java's \s: the scheduler splits a schedule on it.
+func javaSpace(r rune) bool {
+	return r == ' ' || r == '\t' || r == '\n' || r == '\x0b' || r == '\f' || r == '\r'
+}
+
+// parseCrontab reports whether the scheduler's parser accepts schedule.
+func parseCrontab(schedule string) error {
+	fields := strings.FieldsFunc(schedule, javaSpace)
+	if len(fields) != len(cronFields) || schedule == "" ||
+		javaSpace(rune(schedule[0])) || javaSpace(rune(schedule[len(schedule)-1])) {
+		return fmt.Errorf("%q is not five fields", schedule)
+	}
+	var sets [len(cronFields)]uint64
+	for i, f := range cronFields {
+		raw := fields[i]
+		if f.names != nil {
+			// Each name is replaced by its number, in order, anywhere in
+			// the component, as the scheduler does.
+			raw = strings.ToUpper(raw)
+			for k, name := range f.names {
+				raw = strings.ReplaceAll(raw, name, strconv.Itoa(f.lo+k))
+			}
+		}
+		for _, comp := range strings.Split(raw, ",") {
+			if comp == "" {
+				continue
+			}
+			set, err := f.component(comp)
+			if err != nil {
+				return err
+			}
+			sets[i] |= set
+		}
+		if sets[i] == 0 {
+			return fmt.Errorf("field %d is empty", i+1)
+		}
+	}
+	if sets[2] != cronFields[2].all() && sets[4] != cronFields[4].all() {
+		return fmt.Errorf("both the day of month and the day of week are restricted")
+	}
+	return nil
+}
+
+func (f cronField) all() uint64 { return f.span(f.lo, f.hi, 1) }
+
+func (f cronField) span(from, to, step int) uint64 {
+	var set uint64
+	for v := from; v <= to; v += step {
+		set |= 1 << v
+	}
+	return set
+}
+
+// cronNumber is Java's Integer.parseInt of ASCII digits (which fails above
+// 2^31-1).
+func cronNumber(s string) (int, bool) {
+	if s == "" || strings.IndexFunc(s, func(r rune) bool { return r < '0' || r > '9' }) >= 0 {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(s, 10, 32)
+	return int(n), err == nil
+}
+
+func (f cronField) component(c string) (uint64, error) {
+	bad := fmt.Errorf("cron schedule component %s does not match any known patterns", c)
+	in := func(v int) bool { return f.lo <= v && v <= f.hi }
+	if c == "*" {
+		return f.all(), nil
+	}
+	if rest, ok := strings.CutPrefix(c, "*/"); ok {
+		skip, ok := cronNumber(rest)
+		if !ok || skip <= 0 {
+			return 0, bad
+		}
+		return f.span(f.lo, f.hi, skip), nil
+	}
+	rng, skipText, hasSkip := strings.Cut(c, "/")
+	lowText, highText, isRange := strings.Cut(rng, "-")
+	if !isRange {
+		n, ok := cronNumber(c)
+		if !ok || !in(n) {
+			return 0, bad
+		}
+		return 1 << n, nil
+	}
+	low, ok1 := cronNumber(lowText)
+	high, ok2 := cronNumber(highText)
+	if !ok1 || !ok2 || low > high || !in(low) || !in(high) {
+		return 0, bad
+	}
+	skip := 1
+	if hasSkip {
+		var ok bool
+		if skip, ok = cronNumber(skipText); !ok || skip <= 0 || skip >= high {
+			return 0, bad
+		}
+	}
+	return f.span(low, high, skip), nil
 }

@@ -1,5 +1,6 @@
 // Package compile turns a job expression into Aurora job JSON by running the
-// real nix-build, then checks the result with Aurora's rules.
+// real nix-build, then checks the result with Aurora's rules: its client's,
+// and on request its scheduler's.
 //
 // It never evaluates Nix itself and never edits the JSON that Nix produced:
 // what it returns is exactly what `aurora job create --read-json` will read.
@@ -35,6 +36,9 @@ type Options struct {
 	Progress io.Writer
 	// NixBuild is the program to run; empty means nix-build from PATH.
 	NixBuild string
+	// Scheduler adds the rules of Aurora's scheduler (at its default flags)
+	// to the client's, for files the client accepts.
+	Scheduler bool
 }
 
 // Output is one built job file.
@@ -86,7 +90,11 @@ func Build(ctx context.Context, opts Options) ([]Output, error) {
 			return nil, fmt.Errorf("read job file %s built from %s: %w", p, opts.File, err)
 		}
 		out := Output{StorePath: p, JSON: data}
-		doc, err := aurora.ValidateDocument(data)
+		validate := aurora.ValidateDocument
+		if opts.Scheduler {
+			validate = aurora.ValidateForScheduler
+		}
+		doc, err := validate(data)
 		if err != nil {
 			problems = append(problems, fmt.Errorf("validate %s (built from %s): %w", p, opts.File, err))
 		}

@@ -13,6 +13,7 @@ import (
 
 type buildOptions struct {
 	expr    exprOptions
+	check   checkOptions
 	outLink string
 	print   bool
 }
@@ -22,10 +23,12 @@ func init() {
 	register(&command{
 		name:  "build",
 		usage: "[FILE|DIR]",
-		summary: "Build a job expression with nix-build, validate the Aurora JSON it yields, and print\n" +
-			"the JSON's store path (FILE defaults to ./default.nix).",
+		summary: "Build a job expression with nix-build, validate the Aurora JSON it yields as 'validate'\n" +
+			"does (client and, unless --client-only, scheduler), and print the JSON's store path\n" +
+			"(FILE defaults to ./default.nix). A cron job is named on stderr with the command that takes it.",
 		flags: func(fs *pflag.FlagSet) {
 			opts.expr.addFlags(fs)
+			opts.check.addFlags(fs)
 			fs.StringVarP(&opts.outLink, "out-link", "o", "", "leave a symlink (a GC root) to the JSON at this path")
 			fs.BoolVar(&opts.print, "print", false, "print the JSON itself, indented, instead of its store path")
 		},
@@ -47,16 +50,21 @@ func runBuild(ctx context.Context, e *env, opts buildOptions, args []string) err
 		return err
 	}
 	outs, err := compile.Build(ctx, compile.Options{
-		File:     file,
-		Attr:     opts.expr.attr,
-		OutLink:  opts.outLink,
-		Args:     nixArgs,
-		Progress: e.stderr,
+		File:      file,
+		Attr:      opts.expr.attr,
+		OutLink:   opts.outLink,
+		Args:      nixArgs,
+		Progress:  e.stderr,
+		Scheduler: !opts.check.clientOnly,
 	})
 	if err != nil {
-		return err
+		return explain(err)
 	}
 	for _, out := range outs {
+		// stderr: stdout stays the store paths (or JSON) alone, for scripts.
+		if note := cronNote(out.Jobs, out.StorePath); note != "" {
+			fmt.Fprintf(e.stderr, "%s: ok%s\n", out.StorePath, note)
+		}
 		if !opts.print {
 			fmt.Fprintln(e.stdout, out.StorePath)
 			continue

@@ -50,9 +50,9 @@ func TestBuildExamples(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			doc, err := aurora.ValidateDocument(data)
+			doc, err := aurora.ValidateForScheduler(data)
 			if err != nil {
-				t.Fatalf("built JSON does not validate: %v", err)
+				t.Fatalf("built JSON does not validate (client and scheduler): %v", err)
 			}
 			for _, job := range doc.Jobs {
 				checkInit(t, job)
@@ -188,4 +188,68 @@ func deref(s *string) string {
 		return ""
 	}
 	return *s
+}
+
+// jsonExpr writes a Nix expression whose build is the job JSON doc, as it
+// is: the Nix job library is not involved, so any document can be built.
+func jsonExpr(t *testing.T, doc string) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "job.json"), []byte(doc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(dir, "default.nix")
+	if err := os.WriteFile(file, []byte(`builtins.derivation {
+  name = "job.json"; system = builtins.currentSystem; builder = "/bin/sh";
+  args = [ "-c" "printf '%s' \"$json\" > $out" ]; json = builtins.readFile ./job.json;
+}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return file
+}
+
+// build checks the scheduler's rules by default, as validate does, and
+// --client-only skips them.
+func TestBuildScheduler(t *testing.T) {
+	testnix.Require(t)
+	file := jsonExpr(t, jobWith(`"environment": "qa"`))
+	code, out, errOut := runCLI(t, "build", file)
+	if code != exitFailure || out != "" {
+		t.Fatalf("exit %d, stdout %q, want 1 and nothing\n%s", code, out, errOut)
+	}
+	for _, want := range []string{file, "rejected by the Aurora scheduler",
+		`environment: Job environment qa doesn't match: ^(prod|devel|test|staging\d*)$`, schedulerNote} {
+		if !strings.Contains(errOut, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, errOut)
+		}
+	}
+	code, out, errOut = runCLI(t, "build", "--client-only", file)
+	if code != exitOK || !strings.HasPrefix(out, "/nix/store/") || strings.Count(out, "\n") != 1 {
+		t.Fatalf("--client-only: exit %d\n%s%s", code, out, errOut)
+	}
+	if strings.Contains(errOut, "cron") {
+		t.Errorf("a job that is not cron is named a cron job:\n%s", errOut)
+	}
+}
+
+// A built cron job is named on stderr with the command that takes it; stdout
+// stays the store path alone.
+func TestBuildCronJob(t *testing.T) {
+	testnix.Require(t)
+	file := jsonExpr(t, jobWith(`"environment": "devel", "cron_schedule": "0 * * * *"`))
+	code, out, errOut := runCLI(t, "build", file)
+	refused := `Cron jobs may only be scheduled with "aurora cron schedule" command`
+	if code == exitFailure && strings.Contains(errOut, refused) && !strings.Contains(errOut, "scheduler") {
+		t.Logf("the client's rules still refuse cron_schedule: %s", errOut)
+		return
+	}
+	path := strings.TrimSpace(out)
+	if code != exitOK || !strings.HasPrefix(path, "/nix/store/") {
+		t.Fatalf("exit %d\n%s%s", code, out, errOut)
+	}
+	want := path + ": ok (a cron job: schedule it with 'aurora cron schedule devcluster/www-data/devel/hello " + path +
+		" --read-json', not 'aurora job create')\n"
+	if !strings.Contains(errOut, want) {
+		t.Errorf("stderr lacks\n%s\n%s", want, errOut)
+	}
 }

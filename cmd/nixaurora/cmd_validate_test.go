@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/nix-aurora/nix-aurora/aurora"
 )
 
 // An integer beyond int64 is refused, naming the field; the extremes of
@@ -29,5 +31,129 @@ func TestValidateIntegerRange(t *testing.T) {
 		if code != exitFailure || !strings.Contains(errOut, want) || !strings.Contains(errOut, f) {
 			t.Errorf("priority %s: exit %d, want 1 and %q naming the file:\n%s", n, code, want, errOut)
 		}
+	}
+}
+
+// writeJob writes a job JSON document into dir and returns its path.
+func writeJob(t *testing.T, dir, name, doc string) string {
+	t.Helper()
+	f := filepath.Join(dir, name)
+	if err := os.WriteFile(f, []byte(doc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// jobWith is a job Aurora's client accepts, with extra top-level attributes.
+func jobWith(extra string) string {
+	if extra != "" {
+		extra += ", "
+	}
+	return `{` + extra + `"name": "hello", "role": "www-data", "cluster": "devcluster",
+		"task": {"processes": [{"name": "hello", "cmdline": "true"}], "resources": {"cpu": 1, "ram": 1048576, "disk": 1048576}}}`
+}
+
+// The scheduler's rules run by default and are reported as the scheduler's;
+// --client-only skips them.
+func TestValidateScheduler(t *testing.T) {
+	dir := t.TempDir()
+	qa := writeJob(t, dir, "qa.json", jobWith(`"environment": "qa"`))
+	docker := writeJob(t, dir, "docker.json", jobWith(`"environment": "devel", "container": {"docker": {"image": "debian:12"}}`))
+	for _, c := range []struct{ file, want string }{
+		{qa, `environment: Job environment qa doesn't match: ^(prod|devel|test|staging\d*)$`},
+		{docker, "container.docker: This scheduler is not configured to allow the container type DOCKER"},
+	} {
+		code, out, errOut := runCLI(t, "validate", c.file)
+		if code != exitFailure || out != "" {
+			t.Errorf("%s: exit %d, stdout %q, want 1 and nothing", c.file, code, out)
+		}
+		for _, want := range []string{c.file, "rejected by the Aurora scheduler", c.want, schedulerNote} {
+			if !strings.Contains(errOut, want) {
+				t.Errorf("%s: stderr lacks %q:\n%s", c.file, want, errOut)
+			}
+		}
+		code, out, errOut = runCLI(t, "validate", "--client-only", c.file)
+		if code != exitOK || out != c.file+": ok\n" {
+			t.Errorf("%s --client-only: exit %d\n%s%s", c.file, code, out, errOut)
+		}
+	}
+
+	// A job the client refuses is not also judged by the scheduler, which
+	// never sees it.
+	bad := writeJob(t, dir, "bad.json", jobWith(`"environment": "q a"`))
+	code, _, errOut := runCLI(t, "validate", bad)
+	if code != exitFailure || !strings.Contains(errOut, "rejected by the Aurora client") ||
+		!strings.Contains(errOut, "Invalid environment 'q a'") || strings.Contains(errOut, "scheduler") {
+		t.Errorf("client rejection: exit %d\n%s", code, errOut)
+	}
+
+	// Each file is reported on its own: the good one is ok, the other fails.
+	good := writeJob(t, dir, "good.json", jobWith(`"environment": "prod"`))
+	code, out, errOut := runCLI(t, "validate", good, qa)
+	if code != exitFailure || out != good+": ok\n" || !strings.Contains(errOut, qa) || strings.Contains(errOut, good) {
+		t.Errorf("good and qa: exit %d\n%s%s", code, out, errOut)
+	}
+}
+
+func TestCreateCommand(t *testing.T) {
+	doc, err := aurora.ParseDocument([]byte(`{"jobs": [` + jobWith(`"environment": "devel"`) + `, ` +
+		jobWith(`"environment": "prod", "cron_schedule": "0 * * * *"`) + `]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := createCommand(doc.Jobs[0], "j.json"), "aurora job create devcluster/www-data/devel/hello j.json --read-json"; got != want {
+		t.Errorf("service: %q, want %q", got, want)
+	}
+	if got, want := createCommand(doc.Jobs[1], "j.json"), "aurora cron schedule devcluster/www-data/prod/hello j.json --read-json"; got != want {
+		t.Errorf("cron job: %q, want %q", got, want)
+	}
+	if got, want := cronNote(doc.Jobs, "j.json"),
+		" (jobs[1] is a cron job: schedule it with 'aurora cron schedule devcluster/www-data/prod/hello j.json --read-json', not 'aurora job create')"; got != want {
+		t.Errorf("note of a list:\n%s\nwant\n%s", got, want)
+	}
+	if got, want := cronNote(doc.Jobs[1:], "j.json"),
+		" (a cron job: schedule it with 'aurora cron schedule devcluster/www-data/prod/hello j.json --read-json', not 'aurora job create')"; got != want {
+		t.Errorf("note of one job:\n%s\nwant\n%s", got, want)
+	}
+	if got := cronNote(doc.Jobs[:1], "j.json"); got != "" {
+		t.Errorf("a job that is not cron has a note: %q", got)
+	}
+	// The key is the one Aurora derives: the name defaults to the task's.
+	doc, err = aurora.ParseDocument([]byte(`{"role": "r", "cluster": "c", "environment": "test", "cron_schedule": "",
+		"task": {"name": "{{role}}-t", "processes": [{"name": "p", "cmdline": "true"}]}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := createCommand(doc.Jobs[0], "j.json"), "aurora cron schedule c/r/test/r-t j.json --read-json"; got != want {
+		t.Errorf("derived key: %q, want %q", got, want)
+	}
+}
+
+// A cron job is valid for Aurora, through 'aurora cron schedule'. While the
+// client's rules refuse cron_schedule outright, the file fails with their
+// message; once they take it, the "ok" line names the command.
+func TestValidateCronJob(t *testing.T) {
+	dir := t.TempDir()
+	f := writeJob(t, dir, "cron.json", jobWith(`"environment": "devel", "cron_schedule": "*/5 * * * *"`))
+	code, out, errOut := runCLI(t, "validate", f)
+	refused := `Cron jobs may only be scheduled with "aurora cron schedule" command`
+	switch {
+	case code == exitOK:
+		want := f + ": ok (a cron job: schedule it with 'aurora cron schedule devcluster/www-data/devel/hello " + f +
+			" --read-json', not 'aurora job create')\n"
+		if out != want {
+			t.Errorf("stdout\n%s\nwant\n%s", out, want)
+		}
+	case code == exitFailure && strings.Contains(errOut, refused) && !strings.Contains(errOut, "scheduler:"):
+		t.Logf("the client's rules still refuse cron_schedule: %s", errOut)
+	default:
+		t.Errorf("exit %d\n%s%s", code, out, errOut)
+	}
+
+	// The scheduler's cron rules apply once the client's pass.
+	bad := writeJob(t, dir, "badcron.json", jobWith(`"environment": "devel", "cron_schedule": "0 0 1 * MON"`))
+	code, _, errOut = runCLI(t, "validate", bad)
+	if code != exitFailure || !(strings.Contains(errOut, refused) || strings.Contains(errOut, "Invalid cron schedule: 0 0 1 * MON")) {
+		t.Errorf("bad schedule: exit %d\n%s", code, errOut)
 	}
 }
