@@ -32,7 +32,7 @@ func (d *Document) ValidateScheduler() error {
 }
 
 func goodIdentifier(s string) bool {
-	return isIdentifier(s, true) && len(s) <= maxIdentifierLength
+	return isIdentifier(s) && len(s) <= maxIdentifierLength
 }
 
 func schedulerProblems(j *Job, prefix string) []Problem {
@@ -68,8 +68,8 @@ func schedulerProblems(j *Job, prefix string) []Problem {
 	if _, ok := j.Constraints["dedicated"]; ok {
 		rel := mapKey("constraints", "dedicated")
 		value := j.Constraints["dedicated"]
-		if n := lookup(a.root, ref{dot("constraints"), {name: "dedicated", index: true}}); n != nil {
-			value = a.leaf(n).out
+		if n := a.root.Fields["constraints"].Fields["dedicated"]; n != nil {
+			value = a.client.Value(n).Out
 		}
 		values := strings.Split(strings.TrimPrefix(value, "!"), ",")
 		switch {

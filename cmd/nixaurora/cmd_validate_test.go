@@ -7,8 +7,8 @@ import (
 	"testing"
 )
 
-// An integer beyond int64 is refused, naming the field; the extremes of
-// int64 pass exactly.
+// An integer beyond int64 is refused, naming the field; priority is an i32
+// of Aurora's API, whose extremes pass.
 func TestValidateIntegerRange(t *testing.T) {
 	dir := t.TempDir()
 	job := func(priority string) string {
@@ -17,7 +17,7 @@ func TestValidateIntegerRange(t *testing.T) {
 			"task": {"processes": [{"name": "p", "cmdline": "true"}], "resources": {"cpu": 1, "ram": 1048576, "disk": 1048576}}}`), 0o644)
 		return f
 	}
-	for _, n := range []string{"-9223372036854775808", "9223372036854775807"} {
+	for _, n := range []string{"-2147483648", "2147483647"} {
 		if code, out, errOut := runCLI(t, "validate", job(n)); code != exitOK {
 			t.Errorf("priority %s: exit %d\n%s%s", n, code, out, errOut)
 		}
