@@ -35,7 +35,7 @@ type Job struct {
 	HealthCheckConfig   *HealthCheckConfig `json:"health_check_config,omitzero" default:"{}"`
 	Lifecycle           *LifecycleConfig   `json:"lifecycle,omitzero" default:"{\"http\":{}}"`
 	TaskLinks           map[string]string  `json:"task_links,omitzero"`
-	ExecutorConfig      *ExecutorConfig    `json:"executor_config,omitzero"`
+	ExecutorConfig      *ExecutorConfig    `json:"executor_config,omitzero" default:"{}"`
 	EnableHooks         *bool              `json:"enable_hooks,omitzero" default:"false"`
 	PartitionPolicy     *PartitionPolicy   `json:"partition_policy,omitzero"`
 	SlaPolicy           *SlaPolicy         `json:"sla_policy,omitzero"`
