@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"unicode/utf8"
 )
 
 // Document is a parsed `--read-json` document: either one job, or
@@ -19,6 +20,8 @@ import (
 type Document struct {
 	Jobs []Job
 	List bool
+	// warnings are the parser's: values Aurora's client coerces.
+	warnings []Problem
 }
 
 // Parse decodes a document strictly, as Aurora's client loads it: a
@@ -37,6 +40,20 @@ func Parse(data []byte) ([]Job, error) {
 
 // ParseDocument is Parse, remembering whether the document was a list.
 func ParseDocument(data []byte) (*Document, error) {
+	if !utf8.Valid(data) {
+		// Python's json reads the file as UTF-8 and fails; Go's decoder
+		// would replace the bytes silently.
+		bad := 0
+		for bad < len(data) {
+			r, size := utf8.DecodeRune(data[bad:])
+			if r == utf8.RuneError && size <= 1 {
+				break
+			}
+			bad += size
+		}
+		return nil, newError(ErrSchema, []Problem{{Message: fmt.Sprintf(
+			"invalid JSON: 'utf8' codec can't decode byte 0x%02x in position %d", data[bad], bad)}})
+	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
 	var v any
@@ -46,7 +63,8 @@ func ParseDocument(data []byte) (*Document, error) {
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return nil, newError(ErrSchema, []Problem{{Message: "invalid JSON: extra data after the document"}})
 	}
-	var ps problems
+	dc := &decoder{templates: map[string]string{}}
+	ps := &dc.ps
 	obj, ok := v.(map[string]any)
 	if !ok {
 		ps.add("", "expected an object (a job, or {\"jobs\": [...]}), got %s", describe(v))
@@ -56,15 +74,10 @@ func ParseDocument(data []byte) (*Document, error) {
 	jobsValue, isList := obj["jobs"]
 	if !isList {
 		var j Job
-		decodeValue(v, reflect.ValueOf(&j).Elem(), "", &ps)
+		dc.decodeValue(v, reflect.ValueOf(&j).Elem(), "")
 		doc.Jobs = []Job{j}
 	} else {
-		doc.List = true
-		for _, k := range sortedKeys(obj) {
-			if k != "jobs" {
-				ps.add("", "Unknown schema attribute %s", k)
-			}
-		}
+		doc.List = true // other keys (hooks...) are Aurora's loader's, and ignored
 		switch list := jobsValue.(type) {
 		case nil:
 			ps.add("jobs", nullMessage)
@@ -74,7 +87,7 @@ func ParseDocument(data []byte) (*Document, error) {
 			}
 			doc.Jobs = make([]Job, len(list))
 			for i, item := range list {
-				decodeValue(item, reflect.ValueOf(&doc.Jobs[i]).Elem(), index("jobs", i), &ps)
+				dc.decodeValue(item, reflect.ValueOf(&doc.Jobs[i]).Elem(), index("jobs", i))
 			}
 		default:
 			ps.add("jobs", "expected a list of jobs, got %s", describe(jobsValue))
@@ -82,6 +95,23 @@ func ParseDocument(data []byte) (*Document, error) {
 	}
 	if err := newError(ErrSchema, ps.list); err != nil {
 		return nil, err
+	}
+	doc.warnings = dc.warnings.list
+	for i := range doc.Jobs {
+		prefix := doc.prefix(i)
+		for path, t := range dc.templates {
+			rel, ok := path, prefix == ""
+			if !ok {
+				rel, ok = strings.CutPrefix(path, prefix+".")
+			}
+			if ok {
+				if doc.Jobs[i].Templates == nil {
+					doc.Jobs[i].Templates = map[string]string{}
+				}
+				doc.Jobs[i].Templates[rel] = t
+			}
+		}
+		doc.Jobs[i].resolveTemplates()
 	}
 	return doc, nil
 }
@@ -142,9 +172,19 @@ func schemaName(t reflect.Type) string {
 	return t.Name()
 }
 
+// decoder decodes generic JSON into schema values as pystachio's
+// constructor and its coercions do.
+type decoder struct {
+	ps, warnings problems
+	// templates are strings written for a non-string attribute, by path:
+	// pystachio coerces them only once they are interpolated.
+	templates map[string]string
+}
+
 // decodeValue decodes the generic JSON value v into rv (settable), adding a
 // problem for every mismatch. It never panics on any input.
-func decodeValue(v any, rv reflect.Value, path string, ps *problems) {
+func (dc *decoder) decodeValue(v any, rv reflect.Value, path string) {
+	ps := &dc.ps
 	if v == nil {
 		ps.add(path, nullMessage)
 		return
@@ -153,8 +193,9 @@ func decodeValue(v any, rv reflect.Value, path string, ps *problems) {
 	case reflect.Pointer:
 		nv := reflect.New(rv.Type().Elem())
 		before := len(ps.list)
-		decodeValue(v, nv.Elem(), path, ps)
-		if len(ps.list) == before {
+		_, template := dc.templates[path]
+		dc.decodeValue(v, nv.Elem(), path)
+		if _, now := dc.templates[path]; len(ps.list) == before && template == now {
 			rv.Set(nv)
 		}
 	case reflect.Struct:
@@ -168,7 +209,7 @@ func decodeValue(v any, rv reflect.Value, path string, ps *problems) {
 		for _, f := range fs {
 			known[f.name] = true
 			if fv, ok := obj[f.name]; ok {
-				decodeValue(fv, rv.Field(f.index), join(path, f.name), ps)
+				dc.decodeValue(fv, rv.Field(f.index), join(path, f.name))
 			}
 		}
 		for _, k := range sortedKeys(obj) {
@@ -177,43 +218,29 @@ func decodeValue(v any, rv reflect.Value, path string, ps *problems) {
 			}
 		}
 	case reflect.String:
-		s, ok := v.(string)
-		if !ok {
-			ps.add(path, "expected a string, got %s", describe(v))
+		s, err := coerceString(v)
+		if err != nil {
+			ps.add(path, "%s", err)
 			return
+		}
+		if _, isString := v.(string); !isString {
+			dc.coerced(path, v, "String", strconv.Quote(s))
 		}
 		rv.SetString(s)
-	case reflect.Bool:
-		b, ok := v.(bool)
-		if !ok {
-			ps.add(path, "expected a boolean (true or false), got %s", describe(v))
+	case reflect.Bool, reflect.Int64, reflect.Float64:
+		if s, ok := v.(string); ok && strings.Contains(s, "{{") {
+			dc.templates[path] = s
 			return
 		}
-		rv.SetBool(b)
-	case reflect.Int64:
-		n, ok := v.(json.Number)
-		if !ok {
-			ps.add(path, "expected an integer, got %s", describe(v))
-			return
-		}
-		i, err := parseInteger(n)
+		text, err := coerceScalar(rv.Kind(), v)
 		if err != nil {
-			ps.add(path, "expected an integer, got %s", err)
+			ps.add(path, "%s", err)
 			return
 		}
-		rv.SetInt(i)
-	case reflect.Float64:
-		n, ok := v.(json.Number)
-		if !ok {
-			ps.add(path, "expected a number, got %s", describe(v))
-			return
+		setScalar(rv, text)
+		if !sameType(rv.Kind(), v) {
+			dc.coerced(path, v, scalarTypes[rv.Kind()], text)
 		}
-		f, err := strconv.ParseFloat(string(n), 64)
-		if err != nil || math.IsInf(f, 0) {
-			ps.add(path, "expected a number, got %s (out of range)", n)
-			return
-		}
-		rv.SetFloat(f)
 	case reflect.Slice:
 		list, ok := v.([]any)
 		if !ok {
@@ -222,7 +249,7 @@ func decodeValue(v any, rv reflect.Value, path string, ps *problems) {
 		}
 		s := reflect.MakeSlice(rv.Type(), len(list), len(list))
 		for i, item := range list {
-			decodeValue(item, s.Index(i), index(path, i), ps)
+			dc.decodeValue(item, s.Index(i), index(path, i))
 		}
 		rv.Set(s)
 	case reflect.Map:
@@ -235,7 +262,7 @@ func decodeValue(v any, rv reflect.Value, path string, ps *problems) {
 		for _, k := range sortedKeys(obj) {
 			ev := reflect.New(rv.Type().Elem()).Elem()
 			before := len(ps.list)
-			decodeValue(obj[k], ev, mapKey(path, k), ps)
+			dc.decodeValue(obj[k], ev, mapKey(path, k))
 			if len(ps.list) == before {
 				m.SetMapIndex(reflect.ValueOf(k), ev)
 			}
@@ -243,6 +270,42 @@ func decodeValue(v any, rv reflect.Value, path string, ps *problems) {
 		rv.Set(m)
 	default:
 		panic(fmt.Sprintf("aurora: schema type %s has no decoder", rv.Type()))
+	}
+}
+
+var scalarTypes = map[reflect.Kind]string{reflect.Bool: "Boolean", reflect.Int64: "Integer", reflect.Float64: "Float"}
+
+func (dc *decoder) coerced(path string, v any, typ, to string) {
+	dc.warnings.add(path, "%s coerced to %s %s, as Aurora's client does", describe(v), typ, to)
+}
+
+// sameType reports whether the JSON value v is of the attribute's own type
+// (an integral number for an Integer, any number for a Float).
+func sameType(k reflect.Kind, v any) bool {
+	switch x := v.(type) {
+	case bool:
+		return k == reflect.Bool
+	case json.Number:
+		return k == reflect.Float64 || k == reflect.Int64 && isIntegralLiteral(string(x))
+	}
+	return false
+}
+
+// isIntegralLiteral: Python's json reads a number without '.', 'e' or 'E'
+// as an int, any other as a float.
+func isIntegralLiteral(n string) bool { return !strings.ContainsAny(n, ".eE") }
+
+// setScalar sets rv from text, the canonical form coerceScalar returned.
+func setScalar(rv reflect.Value, text string) {
+	switch rv.Kind() {
+	case reflect.Bool:
+		rv.SetBool(text == "True")
+	case reflect.Int64:
+		i, _ := strconv.ParseInt(text, 10, 64)
+		rv.SetInt(i)
+	case reflect.Float64:
+		f, _ := strconv.ParseFloat(text, 64)
+		rv.SetFloat(f)
 	}
 }
 

@@ -11,10 +11,22 @@
 // all the problems it finds, not only the first.
 //
 // Parsing is as strict as pystachio's: an unknown attribute at any level
-// ("Unknown schema attribute K"), a null for any attribute, and a value of the
-// wrong type are errors. It is stricter in one way: pystachio coerces
-// between scalars ("80" for an Integer, 80 for a String, 1.5 truncated to
-// 1); this package refuses them, so that what is validated is what is sent.
+// ("Unknown schema attribute K"), a null for any attribute, and a value of a
+// type pystachio cannot coerce are errors. pystachio coerces scalars, and so
+// does Parse, recording a warning: "3", 2.7 (truncated) or true for an
+// Integer, "0.5" or true for a Float, "true"/"1"/"false"/"0" or a number for
+// a Boolean, a number or boolean for a String (as Python 2.7's unicode()
+// prints it). A string with a template written for an attribute that is not
+// a string (priority: "{{instances}}") is kept in Job.Templates and coerced
+// once interpolated. Parse never rewrites the file: what nix-aurora emits is
+// what the author wrote. In a {"jobs": [...]} document other top-level keys
+// (hooks...) are ignored, as Aurora's loader ignores them; invalid UTF-8 is
+// an error.
+//
+// Warnings (Document.Warnings, Job.Warnings) report what Aurora accepts but
+// an author may not mean: a coerced value, duplicate process names (Thermos
+// runs the last), a task without processes, an order naming no process of
+// the task (Thermos ignores it). They never make Validate fail.
 //
 // What this package must never do:
 //   - accept what Aurora rejects: where Aurora's behaviour is unclear, the
@@ -25,20 +37,32 @@
 //     whose presence means something (announce, logger, container...);
 //   - touch the network or a cluster: it is pure data and rules.
 //
-// Mustache templates are interpolated as pystachio does, in every string of
-// the job. A reference resolves against the enclosing structs, innermost
-// first (for a cmdline: the process, then the task, then the job), following
-// .attr, [index] and [key] steps, with defaults applied: {{name}} (the
-// enclosing struct's name), {{role}}, {{cluster}}, {{environment}},
-// {{instances}}, {{task.name}}, {{task.resources.cpu}},
-// {{processes[0].name}}, {{announce.portmap[aurora]}}... A resolved string is
-// interpolated where it was written, and the result scanned again (at most
-// 100 rounds). {{mesos.role}} and {{thermos.user}} are {{role}},
-// {{mesos.cluster}} is {{cluster}}. Left for the node to bind, and accepted:
-// {{thermos.ports[NAME]}}, {{thermos.task_id}}, {{mesos.instance}},
-// {{mesos.hostname}}. Anything else is refused: "Config contains unbound
-// variables: ...", "Unexpected unbound refs: ..." (a reference that appears
-// only once the node binds its own, as {{a[{{thermos.ports[http]}}]}}, or an
-// escaped {{&x}}), a malformed reference or port reference, a cycle, and a
-// reference to a struct, list or map (pystachio would paste its Python repr).
+// Mustache templates are interpolated by package mustache, as pystachio
+// does, in every string of the job: the client's two passes
+// (AuroraConfig.job, then convert; so {{&x}} is {{x}} after the first and
+// resolved by the second), with Aurora's defaults applied ({{name}},
+// {{task.name}}, {{processes[0].name}}, {{task.resources.cpu}},
+// {{announce.primary_port}} when announce is present,
+// {{executor_config.name}}...) and the standard bindings ({{mesos.role}}
+// and {{thermos.user}} are {{role}}, {{mesos.cluster}} is {{cluster}}).
+// Outside the task, what is left must be what the node binds
+// ({{thermos.ports[NAME]}}, {{thermos.task_id}}, {{mesos.instance}},
+// {{mesos.hostname}}), or it is "Config contains unbound variables: ...".
+// In the task, as Thermos' validator does: a {{thermos.ports...}} that is
+// not [NAME] is a "Bad port specification"; then the node's bindings are
+// faked (mesos.instance 31337, mesos.hostname "", the ports the task asks
+// for) and anything left is "Unexpected unbound refs: ... Make sure you are
+// not nesting template variables.". A malformed reference, a cycle, and a
+// reference to a struct, list or map (pystachio would paste its Python
+// repr) are refused.
+//
+// Names are checked as convert checks them: role, environment and the job
+// name (defaulted from the task's, itself from the first process's) before
+// the node binds anything, against `^[\w\-\.]+$` with Python 2.7's ASCII
+// \w; process names with mesos.instance and mesos.hostname bound (31337,
+// ""). The announcer's portmap is resolved as PortResolver does ("Found
+// cycle in portmap!"; a value Python's int() reads, Unicode digits
+// included, is a static port). Only CoordinatorSlaPolicy loads as an
+// sla_policy. instances, priority, max_task_failures and limit:N are i32
+// in Aurora's API: values outside it fail.
 package aurora

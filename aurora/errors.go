@@ -105,7 +105,7 @@ func index(path string, i int) string { return path + "[" + strconv.Itoa(i) + "]
 func mapKey(path, key string) string {
 	plain := key != ""
 	for _, r := range key {
-		if !(isWordRune(r) || r == '-' || r == '.' || r == '/') {
+		if !(r < 0x80 && isIdentifier(string(r)) || r == '/') {
 			plain = false
 			break
 		}

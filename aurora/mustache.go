@@ -6,522 +6,261 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"unicode"
+
+	"github.com/nix-aurora/nix-aurora/mustache"
 )
 
-// This file resolves {{mustache}} references the way pystachio does when
-// Aurora's client interpolates a job; the rules are in the package doc.
+// This file models a job as mustache values and runs the checks Aurora
+// makes on its interpolated strings; the rules are in the package doc.
 
-type nodeKind int
-
-const (
-	structNode nodeKind = iota
-	listNode
-	mapNode
-	leafNode
-)
-
-// node is one value of a job, with Aurora's defaults filled in.
-type node struct {
-	kind      nodeKind
-	typ       string           // struct: pystachio's class name
-	fields    map[string]*node // struct: attributes present or defaulted
-	names     []string         // struct: the keys of fields, sorted (by walk)
-	elems     []*node          // list
-	entries   map[string]*node // map: values
-	keys      []*node          // map: keys, as string leaves
-	text      string           // leaf: Python's str() of the value
-	isString  bool             // leaf: a String (interpolated)
-	parent    *node
-	path      string
-	defaulted bool    // supplied by a default, not written by the author
-	result    *result // string leaf: interpolated, once analysis.leaf ran
-	active    bool    // string leaf: being interpolated (a cycle if met again)
-}
-
-func build(rv reflect.Value, path string, parent *node, defaulted bool) *node {
+// build turns rv (a schema value) into mustache values, with Aurora's
+// defaults filled in and the job's templates in place of the attributes
+// they were written for.
+func build(rv reflect.Value, path, rel string, parent *mustache.Value, defaulted bool, templates map[string]string) *mustache.Value {
 	switch rv.Kind() {
 	case reflect.Pointer:
-		return build(rv.Elem(), path, parent, defaulted)
+		return build(rv.Elem(), path, rel, parent, defaulted, templates)
 	case reflect.Struct:
-		n := &node{kind: structNode, typ: schemaName(rv.Type()), fields: map[string]*node{},
-			parent: parent, path: path, defaulted: defaulted}
+		n := &mustache.Value{Kind: mustache.Struct, Type: schemaName(rv.Type()), Fields: map[string]*mustache.Value{},
+			Parent: parent, Path: path, Defaulted: defaulted}
 		for _, f := range fieldsOf(rv.Type()) {
 			fv := rv.Field(f.index)
-			fpath := join(path, f.name)
+			fpath, frel := join(path, f.name), join(rel, f.name)
+			if t, ok := templates[frel]; ok && !defaulted {
+				n.Fields[f.name] = &mustache.Value{Kind: mustache.Scalar, Text: t, Template: true,
+					Coerce: coercer(fv.Type().Elem().Kind()), Parent: n, Path: fpath}
+				continue
+			}
 			switch {
 			case !fv.IsNil():
-				n.fields[f.name] = build(fv, fpath, n, defaulted)
+				n.Fields[f.name] = build(fv, fpath, frel, n, defaulted, templates)
 			case f.def != "":
-				n.fields[f.name] = build(defaultProto(fv.Type(), f.def), fpath, n, true)
+				n.Fields[f.name] = build(defaultProto(fv.Type(), f.def), fpath, frel, n, true, templates)
 			}
 		}
+		n.Names = sortedNames(n.Fields)
 		return n
 	case reflect.Slice:
-		n := &node{kind: listNode, parent: parent, path: path, defaulted: defaulted}
+		n := &mustache.Value{Kind: mustache.List, Parent: parent, Path: path, Defaulted: defaulted}
 		for i := 0; i < rv.Len(); i++ {
-			n.elems = append(n.elems, build(rv.Index(i), index(path, i), n, defaulted))
+			n.Elems = append(n.Elems, build(rv.Index(i), index(path, i), index(rel, i), n, defaulted, templates))
 		}
 		return n
 	case reflect.Map:
-		n := &node{kind: mapNode, entries: map[string]*node{}, parent: parent, path: path, defaulted: defaulted}
-		keys := make([]string, 0, rv.Len())
+		n := &mustache.Value{Kind: mustache.Map, Fields: map[string]*mustache.Value{}, Parent: parent, Path: path, Defaulted: defaulted}
 		for _, k := range rv.MapKeys() {
-			keys = append(keys, k.String())
+			n.Names = append(n.Names, k.String())
 		}
-		sort.Strings(keys)
-		for _, k := range keys {
+		sort.Strings(n.Names)
+		for _, k := range n.Names {
 			kpath := mapKey(path, k)
-			n.entries[k] = build(rv.MapIndex(reflect.ValueOf(k)), kpath, n, defaulted)
-			n.keys = append(n.keys, &node{kind: leafNode, text: k, isString: true, parent: n,
-				path: kpath, defaulted: defaulted})
+			n.Fields[k] = build(rv.MapIndex(reflect.ValueOf(k)), kpath, mapKey(rel, k), n, defaulted, templates)
+			n.Keys = append(n.Keys, &mustache.Value{Kind: mustache.Scalar, Text: k, Template: true, Parent: n,
+				Path: kpath, Defaulted: defaulted})
 		}
 		return n
 	case reflect.String:
-		return &node{kind: leafNode, text: rv.String(), isString: true, parent: parent, path: path, defaulted: defaulted}
+		return &mustache.Value{Kind: mustache.Scalar, Text: rv.String(), Template: true, Parent: parent, Path: path, Defaulted: defaulted}
 	case reflect.Int64:
-		return &node{kind: leafNode, text: strconv.FormatInt(rv.Int(), 10), parent: parent, path: path, defaulted: defaulted}
+		return &mustache.Value{Kind: mustache.Scalar, Text: strconv.FormatInt(rv.Int(), 10), Parent: parent, Path: path, Defaulted: defaulted}
 	case reflect.Float64:
-		return &node{kind: leafNode, text: pyFloat(rv.Float()), parent: parent, path: path, defaulted: defaulted}
+		return &mustache.Value{Kind: mustache.Scalar, Text: mustache.FormatFloat(rv.Float()), Parent: parent, Path: path, Defaulted: defaulted}
 	case reflect.Bool:
-		return &node{kind: leafNode, text: pyBool(rv.Bool()), parent: parent, path: path, defaulted: defaulted}
+		return &mustache.Value{Kind: mustache.Scalar, Text: pyBool(rv.Bool()), Parent: parent, Path: path, Defaulted: defaulted}
 	}
 	panic(fmt.Sprintf("aurora: cannot model %s", rv.Type()))
 }
 
-// scopes are the structs enclosing n, innermost first.
-func (n *node) scopes() []*node {
-	var s []*node
-	for p := n.parent; p != nil; p = p.parent {
-		if p.kind == structNode {
-			s = append(s, p)
-		}
+func sortedNames(m map[string]*mustache.Value) []string {
+	names := make([]string, 0, len(m))
+	for k := range m {
+		names = append(names, k)
 	}
-	return s
+	sort.Strings(names)
+	return names
 }
 
-// walk calls fn for n and every node below it (map keys included).
-func (n *node) walk(fn func(*node)) {
-	fn(n)
-	switch n.kind {
-	case structNode:
-		if n.names == nil { // sorted once: a job is walked several times
-			n.names = make([]string, 0, len(n.fields))
-			for k := range n.fields {
-				n.names = append(n.names, k)
-			}
-			sort.Strings(n.names)
+// Values returns the job as the values Aurora interpolates: Aurora's
+// defaults filled in, and its Templates in place of the attributes they
+// were written for. Paths are relative to the job.
+func (j Job) Values() *mustache.Value {
+	return build(reflect.ValueOf(&j).Elem(), "", "", nil, false, j.Templates)
+}
+
+// coercer is pystachio's coercion of an interpolated template for an
+// attribute of kind k; the result is Python's str() of the value.
+func coercer(k reflect.Kind) func(string) (string, error) {
+	return func(s string) (string, error) {
+		text, err := coerceText(k, s)
+		if err != nil {
+			return "", fmt.Errorf("Unable to interpolate: %w", err)
 		}
-		for _, k := range n.names {
-			n.fields[k].walk(fn)
+		if k == reflect.Float64 {
+			f, _ := strconv.ParseFloat(text, 64)
+			text = mustache.FormatFloat(f)
 		}
-	case listNode:
-		for _, e := range n.elems {
-			e.walk(fn)
-		}
-	case mapNode:
-		for _, k := range n.keys {
-			n.entries[k.text].walk(fn)
-			k.walk(fn)
-		}
+		return text, nil
 	}
 }
 
-// comp is one step of a reference: .name or [name].
-type comp struct {
-	name  string
-	index bool
-}
+// The values convert binds to check a task (config/thrift.py, and
+// ThermosTaskValidator.assert_all_refs_bound).
+var (
+	checkInstance = 31337
+	checkHostname = ""
+	checkTaskID   = "dummy_task_id"
+)
 
-// ref is a parsed mustache address, as pystachio's Ref.
-type ref []comp
-
-func (r ref) address() string {
-	var b strings.Builder
-	for i, c := range r {
-		switch {
-		case c.index:
-			b.WriteString("[" + c.name + "]")
-		case i == 0:
-			b.WriteString(c.name)
-		default:
-			b.WriteString("." + c.name)
-		}
-	}
-	return b.String()
-}
-
-func (r ref) String() string { return "{{" + r.address() + "}}" }
-
-func (r ref) is(address ...comp) bool {
-	if len(r) != len(address) {
-		return false
-	}
-	for i := range r {
-		if r[i] != address[i] {
-			return false
-		}
-	}
-	return true
-}
-
-func dot(name string) comp { return comp{name: name} }
-
-// isRuntime reports whether the node binds r itself (Aurora's client leaves
-// these unbound on purpose).
-func (r ref) isRuntime() bool {
-	return r.is(dot("thermos"), dot("task_id")) || r.is(dot("mesos"), dot("instance")) ||
-		r.is(dot("mesos"), dot("hostname")) ||
-		(len(r) == 3 && r[0] == dot("thermos") && r[1] == dot("ports") && r[2].index)
-}
-
-// isWordRune is Python 3's \w: letters and digits of any script, and "_".
-func isWordRune(r rune) bool { return r == '_' || unicode.IsLetter(r) || unicode.IsNumber(r) }
-
-// parseRef parses an address as pystachio's Ref.from_address.
-func parseRef(addr string) (ref, error) {
-	s := addr
-	if !strings.HasPrefix(s, "[") && !strings.HasPrefix(s, ".") {
-		c := s[0]
-		if !(c == '_' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z') {
-			return nil, fmt.Errorf("Invalid address: {{%s}}", addr)
-		}
-		s = "." + s
-	}
-	rs := []rune(s)
-	var r ref
-	for i := 0; i < len(rs); {
-		switch rs[i] {
-		case '.': // [^\d\W]\w*
-			j := i + 1
-			if j < len(rs) && isWordRune(rs[j]) && !unicode.IsDigit(rs[j]) {
-				for j++; j < len(rs) && isWordRune(rs[j]); j++ {
-				}
-				r = append(r, comp{name: string(rs[i+1 : j])})
-				i = j
-				continue
-			}
-		case '[': // [\w\-\./]+
-			j := i + 1
-			for j < len(rs) && (isWordRune(rs[j]) || rs[j] == '-' || rs[j] == '.' || rs[j] == '/') {
-				j++
-			}
-			if j > i+1 && j < len(rs) && rs[j] == ']' {
-				r = append(r, comp{name: string(rs[i+1 : j]), index: true})
-				i = j + 1
-				continue
-			}
-		}
-		return nil, fmt.Errorf("Badly formed address %s", s)
-	}
-	return r, nil
-}
-
-// tag is one {{...}} in a string.
-type tag struct {
-	start, end int // byte offsets of "{{" and after "}}"
-	addr       string
-	alias      bool // {{&addr}}: kept literally as {{addr}}
-}
-
-// scanTags finds tags as pystachio's `{{(&)?([^{}]+?)\1?}}`.
-func scanTags(s string) []tag {
-	var tags []tag
-	for i := 0; i+1 < len(s); {
-		if s[i] != '{' || s[i+1] != '{' {
-			i++
-			continue
-		}
-		j := i + 2
-		for j < len(s) && s[j] != '{' && s[j] != '}' {
-			j++
-		}
-		if j == i+2 || j+1 >= len(s) || s[j] != '}' || s[j+1] != '}' {
-			i++
-			continue
-		}
-		content := s[i+2 : j]
-		t := tag{start: i, end: j + 2, addr: content}
-		if len(content) > 1 && content[0] == '&' {
-			t.alias = true
-			t.addr = content[1:]
-			if len(t.addr) > 1 && strings.HasSuffix(t.addr, "&") {
-				t.addr = t.addr[:len(t.addr)-1]
-			}
-		}
-		tags = append(tags, t)
-		i = j + 2
-	}
-	return tags
-}
-
-// result is a string after interpolation.
-type result struct {
-	out     string   // aliases written as {{addr}}, unresolved refs kept
-	unbound []ref    // references left unresolved
-	errs    []string // Aurora would refuse the string outright
-}
-
-// analysis is a job modelled as nodes, with its strings interpolated (the
-// results are kept on the nodes, which belong to one analysis).
+// analysis is a job modelled as values, with the interpolators of the
+// stages at which Aurora looks at them.
 type analysis struct {
-	root *node
+	root *mustache.Value
+	// client: AuroraConfig.job and convert (role, environment, name, the
+	// job's other attributes).
+	client *mustache.Interpolator
+	// named: the task as convert checks its names and plan, with
+	// mesos.instance and mesos.hostname bound.
+	named *mustache.Interpolator
+	// bound: the task with the node's bindings faked, ports being the ones
+	// the task asks for (assert_all_refs_bound).
+	bound *mustache.Interpolator
+	ports map[string]int
 }
 
 func analyze(j *Job, prefix string) *analysis {
-	return &analysis{root: build(reflect.ValueOf(j).Elem(), prefix, nil, false)}
-}
-
-// leaf returns the interpolated form of the string leaf n.
-func (a *analysis) leaf(n *node) *result {
-	if n.result != nil {
-		return n.result
+	a := &analysis{root: build(reflect.ValueOf(j).Elem(), prefix, "", nil, false, j.Templates)}
+	a.client = mustache.New()
+	a.named = a.client.On(mustache.Node{Instance: &checkInstance, Hostname: &checkHostname})
+	a.ports = map[string]int{}
+	a.bound = a.client.On(mustache.Node{Instance: &checkInstance, Hostname: &checkHostname, TaskID: &checkTaskID, Ports: func(name string) (int, error) {
+		if p, ok := a.ports[name]; ok {
+			return p, nil
+		}
+		return 0, mustache.ErrUnbound
+	}})
+	if task := a.root.Fields["task"]; task != nil {
+		task.Walk(func(n *mustache.Value) {
+			if n.Kind != mustache.Scalar || !n.Template {
+				return
+			}
+			for _, r := range a.named.Value(n).Unbound {
+				if r.HasPrefix("thermos", "ports") && r[2].Index {
+					if _, ok := a.ports[r[2].Name]; !ok {
+						a.ports[r[2].Name] = 30000 + len(a.ports)
+					}
+				}
+			}
+		})
 	}
-	n.active = true
-	r := a.interpolate(n.text, n.scopes())
-	n.active = false
-	n.result = r
-	return r
+	return a
 }
 
-// str is the interpolated value of attribute attr of the struct s ("" when
-// absent).
-func (a *analysis) str(s *node, attr string) string {
-	if s == nil || s.kind != structNode {
+// str is the client's interpolation of attribute attr of the struct s
+// ("" when absent).
+func (a *analysis) str(s *mustache.Value, attr string) string {
+	if s == nil || s.Kind != mustache.Struct {
 		return ""
 	}
-	n := s.fields[attr]
-	if n == nil || n.kind != leafNode {
+	n := s.Fields[attr]
+	if n == nil || n.Kind != mustache.Scalar {
 		return ""
 	}
-	if !n.isString {
-		return n.text
-	}
-	return a.leaf(n).out
+	return a.client.Value(n).Out
 }
 
-// maxReplacements is pystachio's MAX_ITERATIONS; maxLength bounds a string
-// that doubles at each round (pystachio would exhaust memory instead).
-const (
-	maxReplacements = 100
-	maxLength       = 1 << 20
-)
-
-func (a *analysis) interpolate(s string, scopes []*node) *result {
-	res := &result{}
-	seen := map[string]bool{}
-	fail := func(msg string) {
-		if !seen[msg] {
-			seen[msg] = true
-			res.errs = append(res.errs, msg)
+// inTask reports whether n belongs to the job's task.
+func (a *analysis) inTask(n *mustache.Value) bool {
+	task := a.root.Fields["task"]
+	for p := n; p != nil; p = p.Parent {
+		if p == task {
+			return true
 		}
 	}
-	stream := s
-	for round := 0; ; round++ {
-		if round == maxReplacements || len(stream) > maxLength {
-			fail(fmt.Sprintf("Unable to interpolate %s!  Maximum replacements reached.", s))
-			res.out = s
-			return res
-		}
-		var b strings.Builder
-		pos, resolved := 0, false
-		for _, t := range scanTags(stream) {
-			b.WriteString(stream[pos:t.start])
-			pos = t.end
-			if t.alias {
-				b.WriteString(stream[t.start:t.end])
-				continue
-			}
-			r, err := parseRef(t.addr)
-			if err != nil {
-				fail(err.Error())
-				b.WriteString(stream[t.start:t.end])
-				continue
-			}
-			value, found, msg := a.find(r, scopes)
-			if msg != "" {
-				fail(msg)
-			}
-			if found {
-				b.WriteString(value)
-				resolved = true
-			} else {
-				b.WriteString(r.String())
-			}
-		}
-		b.WriteString(stream[pos:])
-		stream = b.String()
-		if !resolved {
-			break
-		}
-	}
-	// The last pass: aliases become plain tags, and what is left is unbound.
-	var b strings.Builder
-	pos := 0
-	bound := map[string]bool{}
-	for _, t := range scanTags(stream) {
-		b.WriteString(stream[pos:t.start])
-		pos = t.end
-		b.WriteString("{{" + t.addr + "}}")
-		if t.alias {
-			continue
-		}
-		if r, err := parseRef(t.addr); err == nil && !bound[r.String()] {
-			bound[r.String()] = true
-			res.unbound = append(res.unbound, r)
-		}
-	}
-	b.WriteString(stream[pos:])
-	res.out = b.String()
-	return res
+	return false
 }
 
-// find resolves r in the given scopes, then in Aurora's standard bindings.
-// msg is set when r resolves to something Aurora could not use.
-func (a *analysis) find(r ref, scopes []*node) (value string, found bool, msg string) {
-	for _, s := range scopes {
-		n := lookup(s, r)
-		if n == nil {
-			continue
+// checkLeaf returns why Aurora (client or executor) would refuse the
+// scalar n, with Aurora's messages.
+func (a *analysis) checkLeaf(n *mustache.Value) []string {
+	res := a.client.Value(n)
+	msgs := append([]string(nil), res.Errs...)
+	if !a.inTask(n) {
+		// convert: everything but what the node binds must be bound.
+		var unbound []string
+		for _, r := range res.Unbound {
+			if !r.IsNode() && !r.HasPrefix("thermos", "ports") {
+				unbound = append(unbound, r.String())
+			}
 		}
-		if n.kind != leafNode {
-			return "", true, fmt.Sprintf("%s refers to a %s, not to a value", r, kindName(n))
+		if len(unbound) > 0 {
+			msgs = append(msgs, "Config contains unbound variables: "+strings.Join(unbound, " "))
+		} else if n.Coerce != nil && len(res.Unbound) > 0 {
+			msgs = append(msgs, notOfType(n))
 		}
-		if !n.isString {
-			return n.text, true, ""
-		}
-		if n.active {
-			return "", true, fmt.Sprintf("Unable to interpolate %s!  Maximum replacements reached.", r)
-		}
-		return a.leaf(n).out, true, ""
+		return msgs
 	}
-	switch {
-	case r.is(dot("mesos"), dot("role")), r.is(dot("thermos"), dot("user")):
-		return "{{role}}", true, ""
-	case r.is(dot("mesos"), dot("cluster")):
-		return "{{cluster}}", true, ""
-	}
-	return "", false, ""
-}
-
-func kindName(n *node) string {
-	switch n.kind {
-	case structNode:
-		return n.typ
-	case listNode:
-		return "list"
-	}
-	return "map"
-}
-
-// lookup follows r from n, as pystachio's find: nil when any step misses.
-func lookup(n *node, r ref) *node {
-	for _, c := range r {
-		switch n.kind {
-		case structNode:
-			if c.index {
-				return nil
-			}
-			n = n.fields[c.name]
-		case listNode:
-			if !c.index {
-				return nil
-			}
-			i, err := strconv.Atoi(c.name)
-			if err != nil {
-				return nil
-			}
-			if i < 0 {
-				i += len(n.elems)
-			}
-			if i < 0 || i >= len(n.elems) {
-				return nil
-			}
-			n = n.elems[i]
-		case mapNode:
-			if !c.index {
-				return nil
-			}
-			n = n.entries[c.name]
-		default:
-			return nil
-		}
-		if n == nil {
-			return nil
+	// PortExtractor, then ThermosTaskValidator.assert_all_refs_bound.
+	for _, r := range a.named.Value(n).Unbound {
+		if r.HasPrefix("thermos", "ports") && !r[2].Index {
+			msgs = append(msgs, fmt.Sprintf(
+				"Bad port specification %q (should be of form \"thermos.ports[name]\"", r.Address()))
+			return msgs
 		}
 	}
-	return n
-}
-
-// checkLeaf returns why Aurora (client or executor) would refuse the string
-// leaf n, with Aurora's messages.
-func (a *analysis) checkLeaf(n *node) []string {
-	res := a.leaf(n)
-	msgs := append([]string(nil), res.errs...)
-	var unbound, unexpected []string
-	for _, r := range res.unbound {
-		switch {
-		case r.isRuntime():
-		case len(r) >= 3 && r[0] == dot("thermos") && r[1] == dot("ports"):
-			if !r[2].index {
-				msgs = append(msgs, fmt.Sprintf(
-					"Bad port specification %q (should be of form \"thermos.ports[name]\"", r.address()))
-			} else {
-				unexpected = append(unexpected, r.String())
-			}
-		default:
-			unbound = append(unbound, r.String())
+	if n.Coerce != nil && len(a.named.Value(n).Unbound) > 0 {
+		// The task's typecheck, before its refs are checked.
+		return append(msgs, "Failed to fully evaluate task: "+notOfType(n))
+	}
+	bound := a.bound.Value(n)
+	msgs = appendNew(msgs, bound.Errs...)
+	if len(bound.Unbound) > 0 {
+		left := make([]string, len(bound.Unbound))
+		for i, r := range bound.Unbound {
+			left[i] = r.String()
 		}
-	}
-	if len(unbound) > 0 {
-		msgs = append(msgs, "Config contains unbound variables: "+strings.Join(unbound, " "))
-	}
-	if len(msgs) == 0 {
-		for _, left := range runtimeLeftovers(res.out) {
-			if !contains(unexpected, left) {
-				unexpected = append(unexpected, left)
-			}
-		}
-	}
-	if len(unexpected) > 0 {
-		msgs = append(msgs, "Unexpected unbound refs: "+strings.Join(unexpected, " "))
+		msgs = append(msgs, "Unexpected unbound refs: "+strings.Join(left, " ")+
+			". Make sure you are not nesting template variables.")
 	}
 	return msgs
 }
 
-// runtimeLeftovers binds the node's own references in s, as the executor
-// will, and returns the references that would then remain.
-func runtimeLeftovers(s string) []string {
-	var originals []string
-	var b strings.Builder
-	var left []string
-	pos := 0
-	for _, t := range scanTags(s) {
-		b.WriteString(s[pos:t.start])
-		pos = t.end
-		if r, err := parseRef(t.addr); err == nil && r.isRuntime() {
-			// A marker that can sit inside a tag, so that nesting shows.
-			fmt.Fprintf(&b, "\x00%d\x00", len(originals))
-			originals = append(originals, s[t.start:t.end])
-			continue
-		}
-		left = append(left, s[t.start:t.end])
-		b.WriteString(s[t.start:t.end])
+// notOfType is pystachio's type check of a template still unbound.
+func notOfType(n *mustache.Value) string {
+	what := "an integer"
+	switch {
+	case isFloatAttr(n):
+		what = "a float"
+	case isBoolAttr(n):
+		what = "a boolean"
 	}
-	b.WriteString(s[pos:])
-	bound := b.String()
-	restore := func(x string) string {
-		for i, o := range originals {
-			x = strings.ReplaceAll(x, fmt.Sprintf("\x00%d\x00", i), o)
-		}
-		return x
+	return fmt.Sprintf("u%s not %s", pyQuote(n.Text), what)
+}
+
+func isFloatAttr(n *mustache.Value) bool {
+	_, err := n.Coerce("0.5")
+	return err == nil
+}
+
+func isBoolAttr(n *mustache.Value) bool {
+	_, err := n.Coerce("true")
+	return err == nil
+}
+
+// pyQuote is Python's repr of a string (for the printable ones).
+func pyQuote(s string) string {
+	if strings.Contains(s, "'") && !strings.Contains(s, `"`) {
+		return `"` + s + `"`
 	}
-	for _, t := range scanTags(bound) {
-		if text := restore(bound[t.start:t.end]); !contains(left, text) {
-			left = append(left, text)
+	return "'" + strings.ReplaceAll(strings.ReplaceAll(s, `\`, `\\`), "'", `\'`) + "'"
+}
+
+func appendNew(list []string, msgs ...string) []string {
+	for _, m := range msgs {
+		if !contains(list, m) {
+			list = append(list, m)
 		}
 	}
-	return left
+	return list
 }
 
 func contains(list []string, s string) bool {
@@ -533,25 +272,113 @@ func contains(list []string, s string) bool {
 	return false
 }
 
-// pyFloat formats f as Python's repr(float) (and str() since Python 2.7's
-// short repr): 1.0, 0.5, 1e-05, 1e+16.
-func pyFloat(f float64) string {
-	if f == 0 {
-		if 1/f < 0 {
-			return "-0.0"
+// resolveTemplates sets each attribute written as a template to the value
+// the client coerces it to, where the client can compute it.
+func (j *Job) resolveTemplates() {
+	if len(j.Templates) == 0 {
+		return
+	}
+	a := analyze(j, "")
+	paths := make([]string, 0, len(j.Templates))
+	for p := range j.Templates {
+		paths = append(paths, p)
+	}
+	sort.Strings(paths)
+	for _, rel := range paths {
+		n := a.root
+		for _, step := range splitPath(rel) {
+			if n == nil {
+				break
+			}
+			n = mustache.Lookup(n, mustache.Ref{step})
 		}
-		return "0.0"
+		if n == nil || n.Kind != mustache.Scalar {
+			continue
+		}
+		interp := a.client
+		if a.inTask(n) {
+			interp = a.named
+		}
+		res := interp.Value(n)
+		if len(res.Unbound) > 0 || len(res.Errs) > 0 {
+			continue
+		}
+		setPath(reflect.ValueOf(j).Elem(), splitPath(rel), res.Out)
 	}
-	e := strconv.FormatFloat(f, 'e', -1, 64)
-	exp, _ := strconv.Atoi(e[strings.IndexByte(e, 'e')+1:])
-	if exp < -4 || exp >= 16 {
-		return e
+}
+
+// splitPath splits a path relative to a job ("task.processes[0].daemon")
+// into steps.
+func splitPath(rel string) []mustache.Step {
+	var steps []mustache.Step
+	for _, part := range strings.Split(rel, ".") {
+		name, rest, _ := strings.Cut(part, "[")
+		steps = append(steps, mustache.Step{Name: name})
+		for rest != "" {
+			var idx string
+			idx, rest, _ = strings.Cut(rest, "]")
+			steps = append(steps, mustache.Step{Name: idx, Index: true})
+			rest = strings.TrimPrefix(rest, "[")
+		}
 	}
-	s := strconv.FormatFloat(f, 'f', -1, 64)
-	if !strings.Contains(s, ".") {
-		s += ".0"
+	return steps
+}
+
+// setPath sets the scalar at steps below the struct rv to text (Python's
+// str() of a coerced value).
+func setPath(rv reflect.Value, steps []mustache.Step, text string) {
+	for _, s := range steps {
+		if rv.Kind() == reflect.Pointer {
+			if rv.IsNil() {
+				rv.Set(reflect.New(rv.Type().Elem()))
+			}
+			rv = rv.Elem()
+		}
+		switch {
+		case rv.Kind() == reflect.Struct && !s.Index:
+			found := false
+			for _, f := range fieldsOf(rv.Type()) {
+				if f.name == s.Name {
+					rv, found = rv.Field(f.index), true
+					break
+				}
+			}
+			if !found {
+				return
+			}
+		case rv.Kind() == reflect.Slice && s.Index:
+			i, err := strconv.Atoi(s.Name)
+			if err != nil || i < 0 || i >= rv.Len() {
+				return
+			}
+			rv = rv.Index(i)
+		default:
+			return
+		}
 	}
-	return s
+	if rv.Kind() != reflect.Pointer {
+		return
+	}
+	v := reflect.New(rv.Type().Elem())
+	switch v.Elem().Kind() {
+	case reflect.Bool:
+		v.Elem().SetBool(text == "True")
+	case reflect.Int64:
+		i, err := strconv.ParseInt(text, 10, 64)
+		if err != nil {
+			return
+		}
+		v.Elem().SetInt(i)
+	case reflect.Float64:
+		f, err := strconv.ParseFloat(text, 64)
+		if err != nil {
+			return
+		}
+		v.Elem().SetFloat(f)
+	default:
+		return
+	}
+	rv.Set(v)
 }
 
 func pyBool(b bool) string {
@@ -560,3 +387,6 @@ func pyBool(b bool) string {
 	}
 	return "False"
 }
+
+// pyRepr is Python's repr(float), as messages formatted with %r print it.
+func pyRepr(f float64) string { return mustache.ReprFloat(f) }

@@ -55,15 +55,14 @@ func TestMustacheRejects(t *testing.T) {
 		cmdline, more string
 		want          []Problem
 	}{
-		{"{{foo}}", "", []Problem{p(cmd, "Config contains unbound variables: {{foo}}")}},
-		{"{{foo}} {{bar.baz}} {{foo}}", "", []Problem{p(cmd, "Config contains unbound variables: {{foo}} {{bar.baz}}")}},
-		{"{{announce.primary_port}}", "", []Problem{p(cmd, "Config contains unbound variables: {{announce.primary_port}}")}},
-		{"{{thermos.ports}}", "", []Problem{p(cmd, "Config contains unbound variables: {{thermos.ports}}")}},
-		{"{{thermos.task_id.x}} {{mesos.instance[0]}}", "", []Problem{p(cmd, "Config contains unbound variables: {{thermos.task_id.x}} {{mesos.instance[0]}}")}},
+		{"{{foo}}", "", []Problem{p(cmd, "Unexpected unbound refs: {{foo}}. Make sure you are not nesting template variables.")}},
+		{"{{foo}} {{bar.baz}} {{foo}}", "", []Problem{p(cmd, "Unexpected unbound refs: {{foo}} {{bar.baz}}. Make sure you are not nesting template variables.")}},
+		{"{{thermos.ports}}", "", []Problem{p(cmd, "Unexpected unbound refs: {{thermos.ports}}. Make sure you are not nesting template variables.")}},
+		{"{{thermos.task_id.x}} {{mesos.instance[0]}}", "", []Problem{p(cmd, "Unexpected unbound refs: {{thermos.task_id.x}} {{mesos.instance[0]}}. Make sure you are not nesting template variables.")}},
 		{"{{thermos.ports.http}}", "", []Problem{p(cmd, `Bad port specification "thermos.ports.http" (should be of form "thermos.ports[name]"`)}},
-		{"{{thermos.ports[http].x}}", "", []Problem{p(cmd, "Unexpected unbound refs: {{thermos.ports[http].x}}")}},
-		{"echo {{hello[{{thermos.ports[http]}}]}}", "", []Problem{p(cmd, "Unexpected unbound refs: {{hello[{{thermos.ports[http]}}]}}")}},
-		{"{{&foo}}", "", []Problem{p(cmd, "Unexpected unbound refs: {{foo}}")}},
+		{"{{thermos.ports[http].x}}", "", []Problem{p(cmd, "Unexpected unbound refs: {{thermos.ports[http].x}}. Make sure you are not nesting template variables.")}},
+		{"echo {{hello[{{thermos.ports[http]}}]}}", "", []Problem{p(cmd, "Unexpected unbound refs: {{hello[30000]}}. Make sure you are not nesting template variables.")}},
+		{"{{&foo}}", "", []Problem{p(cmd, "Unexpected unbound refs: {{foo}}. Make sure you are not nesting template variables.")}},
 		{"{{ foo }}", "", []Problem{p(cmd, "Invalid address: {{ foo }}")}},
 		{"{{foo bar}}", "", []Problem{p(cmd, "Badly formed address .foo bar")}},
 		{"{{a[b}}", "", []Problem{p(cmd, "Badly formed address .a[b")}},
@@ -83,9 +82,8 @@ func TestMustacheRejects(t *testing.T) {
 		// Each round doubles the string: stopped, not left to exhaust memory.
 		{"true", `{"contact": "{{role}}", "role": "{{&cluster}}{{&cluster}}", "cluster": "{{&role}}{{&role}}"}`, []Problem{
 			p("contact", "Unable to interpolate {{role}}!  Maximum replacements reached."),
-			p("cluster", "Unexpected unbound refs: {{role}}"),
-			p("role", "Unexpected unbound refs: {{cluster}}"),
-			p("role", "Invalid role '{{cluster}}{{cluster}}'"),
+			p("cluster", "Unable to interpolate {{role}}!  Maximum replacements reached."),
+			p("role", "Invalid role ''"),
 		}},
 		{"true", `{"metadata": [{"key": "{{value}}", "value": "{{key}}"}]}`,
 			[]Problem{p("metadata[0].value", "Unable to interpolate {{key}}!  Maximum replacements reached.")}},
@@ -110,11 +108,11 @@ func TestInterpolation(t *testing.T) {
 		{"{{cluster}}/{{environment}}", "c1/devel"}, // the cycle is reported, and cut
 		{"{{task.resources.cpu}} {{task.resources.ram}} {{service}}", "1.0 1048576 False"},
 		{"{{task.processes[0].name}} {{task.processes[-1].name}} {{task.processes[1].name}}", "hello hello {{task.processes[1].name}}"},
-		{"{{&role}}", "{{role}}"},
+		{"{{&role}}", "alice"}, // interpolated twice, as by AuroraConfig.job and convert
 		{"{{mesos.instance}}", "{{mesos.instance}}"},
 	} {
-		if res := a.interpolate(tc.in, []*node{a.root}); res.out != tc.want {
-			t.Errorf("interpolate(%q) = %q, want %q", tc.in, res.out, tc.want)
+		if res := a.client.Interpolate(tc.in, a.root); res.Out != tc.want {
+			t.Errorf("interpolate(%q) = %q, want %q", tc.in, res.Out, tc.want)
 		}
 	}
 	if got := j.Key(); got != "c1/alice/devel/alice-t2" {
@@ -125,15 +123,4 @@ func TestInterpolation(t *testing.T) {
 	}
 	wantProblems(t, problemsOf(t, j.Validate(), ErrClient),
 		p("cluster", "Unable to interpolate {{cluster}}!  Maximum replacements reached."))
-}
-
-func TestPyFloat(t *testing.T) {
-	for f, want := range map[float64]string{
-		1: "1.0", 0.5: "0.5", -1.5: "-1.5", 0: "0.0", 1e-5: "1e-05", 0.0001: "0.0001", 1e16: "1e+16",
-		123456789012345.0: "123456789012345.0", 0.1: "0.1",
-	} {
-		if got := pyFloat(f); got != want {
-			t.Errorf("pyFloat(%v) = %s, want %s", f, got, want)
-		}
-	}
 }

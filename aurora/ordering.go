@@ -32,7 +32,7 @@ func (v *validator) plan() {
 		if p.Name == nil {
 			continue
 		}
-		name, _ := v.value(index("task.processes", i) + ".name")
+		name, _ := v.taskValue(index("task.processes", i) + ".name")
 		procs = append(procs, planProcess{name: name, daemon: *p.Daemon, ephemeral: *p.Ephemeral, final: *p.Final})
 	}
 	var orders [][]string
@@ -43,8 +43,15 @@ func (v *validator) plan() {
 		}
 		rel := index("task.constraints", i) + ".order"
 		names := make([]string, len(c.Order))
+		known := false
 		for k := range c.Order {
-			names[k], _ = v.value(index(rel, k))
+			names[k], _ = v.taskValue(index(rel, k))
+			for _, p := range procs {
+				known = known || p.name == names[k]
+			}
+		}
+		if len(names) > 0 && !known {
+			v.warn.add(v.at(rel), "the order names no process of the task: Thermos ignores it")
 		}
 		orders = append(orders, names)
 		paths = append(paths, v.at(rel))

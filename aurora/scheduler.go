@@ -2,11 +2,12 @@ package aurora
 
 import (
 	"fmt"
-	"math/big"
 	"regexp"
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/nix-aurora/nix-aurora/mustache"
 )
 
 // The scheduler's settings its rules depend on, at the scheduler's default
@@ -22,10 +23,6 @@ const (
 	// defaultTier is the default of the built-in tier configuration
 	// (-tier_config unset).
 	defaultTier = "preemptible"
-	// minSlaInstances is -min_required_instances_for_sla_check.
-	minSlaInstances = 20
-	// maxSlaDurationSecs is -max_sla_duration_secs (2 hours).
-	maxSlaDurationSecs = 7200
 )
 
 // allowedEnvironments is -allowed_job_environments; environmentPattern is
@@ -81,7 +78,7 @@ func ValidateForScheduler(data []byte) (*Document, error) {
 func (j *Job) IsCron() bool { return j.CronSchedule != nil }
 
 func goodIdentifier(s string) bool {
-	return isIdentifier(s, true) && len(s) <= maxIdentifierLength
+	return isIdentifier(s) && len(s) <= maxIdentifierLength
 }
 
 // sent is the interpolated string the client sends for the attribute at
@@ -90,24 +87,18 @@ func goodIdentifier(s string) bool {
 func sent(a *analysis, steps ...string) (string, bool) {
 	n := a.root
 	for _, s := range steps {
-		switch {
-		case n == nil:
-			return "", false
-		case n.kind == structNode:
-			n = n.fields[s]
-		case n.kind == mapNode:
-			n = n.entries[s]
-		default:
+		if n == nil || n.Kind != mustache.Struct && n.Kind != mustache.Map {
 			return "", false
 		}
+		n = n.Fields[s]
 	}
-	if n == nil || n.kind != leafNode {
+	if n == nil || n.Kind != mustache.Scalar {
 		return "", false
 	}
-	if !n.isString {
-		return n.text, true
+	if !n.Template {
+		return n.Text, true
 	}
-	return a.leaf(n).out, true
+	return a.client.Value(n).Out, true
 }
 
 // scheduler holds one job under the scheduler's rules.
@@ -247,61 +238,17 @@ func (s *scheduler) gpu() {
 	}
 }
 
-// slaPolicy: validateSlaPolicy, with -sla_aware_kill_non_prod false,
-// -min_required_instances_for_sla_check 20 and -max_sla_duration_secs 2h.
+// slaPolicy: validateSlaPolicy's tier rule. Its rules for Count and
+// Percentage policies cannot be reached from JSON: the client never loads
+// those (see SlaPolicy), so a coordinator policy is all the scheduler sees.
 func (s *scheduler) slaPolicy() {
-	p := s.j.SlaPolicy
-	if p == nil {
+	if s.j.SlaPolicy == nil {
 		return
 	}
-	path := s.at("sla_policy")
 	tier := s.tierName()
 	if production, known := tiers[tier]; known && !production {
-		s.ps.add(path, "Tier '%s' does not support SlaPolicy.", tier)
+		s.ps.add(s.at("sla_policy"), "Tier '%s' does not support SlaPolicy.", tier)
 	}
-	coordinator := p.CoordinatorURL != nil || p.StatusKey != nil
-	if coordinator {
-		return
-	}
-	n := s.j.InstanceCount()
-	if n < minSlaInstances {
-		s.ps.add(path, "Job with fewer than %d instances cannot have Percentage/Count SlaPolicy.", minSlaInstances)
-	}
-	kind := "CountSlaPolicy"
-	switch {
-	case p.Count != nil:
-		if n-*p.Count < 1 {
-			s.ps.add(join(path, "count"), "Current CountSlaPolicy: count=%d will not allow any instances to be killed. "+
-				"Must be less than instanceCount=%d.", *p.Count, n)
-		}
-	case p.Percentage != nil:
-		kind = "PercentageSlaPolicy"
-		if float64(n)-float64(n)*(*p.Percentage/100.0) < 1 {
-			s.ps.add(join(path, "percentage"), "Current PercentageSlaPolicy: percentage=%s will not allow any instances "+
-				"to be killed. Must be less than %s.", javaFixed(*p.Percentage), javaFixed(float64(n-1)/float64(n)*100.0))
-		}
-	}
-	if d := p.DurationSecs; d != nil && *d > maxSlaDurationSecs {
-		s.ps.add(join(path, "duration_secs"), "%s: durationSecs=%d must be less than cluster-wide maximum of %d secs.",
-			kind, *d, maxSlaDurationSecs)
-	}
-}
-
-// javaFixed is Java's String.format("%f", f): the shortest decimal form of f
-// rounded half up to 6 places.
-func javaFixed(f float64) string {
-	r, ok := new(big.Rat).SetString(strconv.FormatFloat(f, 'g', -1, 64))
-	if !ok {
-		return strconv.FormatFloat(f, 'f', 6, 64)
-	}
-	scaled := new(big.Rat).Mul(r, big.NewRat(1000000, 1))
-	half := big.NewRat(1, 2)
-	if scaled.Sign() < 0 {
-		half.Neg(half)
-	}
-	scaled.Add(scaled, half)
-	q := new(big.Int).Quo(scaled.Num(), scaled.Denom()) // truncates toward zero
-	return new(big.Rat).SetFrac(q, big.NewInt(1000000)).FloatString(6)
 }
 
 // cron: a service may not be a cron job, and a cron job's schedule must

@@ -35,11 +35,18 @@ type Job struct {
 	HealthCheckConfig   *HealthCheckConfig `json:"health_check_config,omitzero" default:"{}"`
 	Lifecycle           *LifecycleConfig   `json:"lifecycle,omitzero" default:"{\"http\":{}}"`
 	TaskLinks           map[string]string  `json:"task_links,omitzero"`
-	ExecutorConfig      *ExecutorConfig    `json:"executor_config,omitzero"`
+	ExecutorConfig      *ExecutorConfig    `json:"executor_config,omitzero" default:"{}"`
 	EnableHooks         *bool              `json:"enable_hooks,omitzero" default:"false"`
 	PartitionPolicy     *PartitionPolicy   `json:"partition_policy,omitzero"`
 	SlaPolicy           *SlaPolicy         `json:"sla_policy,omitzero"`
 	Container           *Container         `json:"container,omitzero"`
+
+	// Templates are strings written for attributes that are not strings
+	// (priority: "{{instances}}"), by path relative to the job
+	// ("task.processes[0].max_failures"). pystachio coerces them once they
+	// are interpolated; Parse sets the attribute to the coerced value when
+	// the client can compute it, and Validate checks them.
+	Templates map[string]string `json:"-"`
 }
 
 // Task is Thermos' Task: the processes one instance runs, and their plan.
@@ -200,17 +207,14 @@ type Parameter struct {
 	Value *string `json:"value,omitzero" aurora:"required"`
 }
 
-// SlaPolicy is loosely modelled: one struct holding the attributes of
-// Aurora's three policies. Exactly one form must be used:
-// CountSlaPolicy {count, duration_secs}, PercentageSlaPolicy {percentage,
-// duration_secs} or CoordinatorSlaPolicy {coordinator_url, status_key}
-// (status_key defaults to "drain").
+// SlaPolicy is the only SLA policy that loads from JSON,
+// CoordinatorSlaPolicy: Aurora's sla_policy is Choice([CoordinatorSlaPolicy,
+// CountSlaPolicy, PercentageSlaPolicy]), and the Choice, trying the
+// coordinator first, does not catch the unknown attribute (count,
+// percentage, duration_secs) that fails it.
 type SlaPolicy struct {
-	Count          *int64   `json:"count,omitzero"`
-	Percentage     *float64 `json:"percentage,omitzero"`
-	DurationSecs   *int64   `json:"duration_secs,omitzero"`
-	CoordinatorURL *string  `json:"coordinator_url,omitzero"`
-	StatusKey      *string  `json:"status_key,omitzero"`
+	CoordinatorURL *string `json:"coordinator_url,omitzero" aurora:"required"`
+	StatusKey      *string `json:"status_key,omitzero" default:"\"drain\""`
 }
 
 // schemaNames are pystachio's class names, used in its messages.
@@ -218,6 +222,7 @@ var schemaNames = map[string]string{
 	"Job":                 "MesosJob",
 	"HTTPHealthChecker":   "HttpHealthChecker",
 	"HTTPLifecycleConfig": "HttpLifecycleConfig",
+	"SlaPolicy":           "CoordinatorSlaPolicy",
 }
 
 // ProcessByName returns the process whose name attribute is name (as

@@ -69,10 +69,14 @@ func TestDefaults(t *testing.T) {
 	}
 	// What has no default, or whose presence means something, stays absent.
 	if d.Contact != nil || d.Tier != nil || d.CronSchedule != nil || d.Constraints != nil || d.TaskLinks != nil ||
-		d.ExecutorConfig != nil || d.PartitionPolicy != nil || d.SlaPolicy != nil || d.Container != nil ||
+		d.PartitionPolicy != nil || d.SlaPolicy != nil || d.Container != nil ||
 		d.Announce.ZkPath != nil || d.Task.User != nil || p.Resources != nil || p.Logger.Rotate != nil ||
 		d.UpdateConfig.PulseIntervalSecs != nil || d.UpdateConfig.UpdateStrategy != nil {
 		t.Errorf("Defaults added attributes that have no default: %+v", d)
+	}
+	// Aurora's executor_config is Default(ExecutorConfig, ExecutorConfig()).
+	if *d.ExecutorConfig.Name != "AuroraExecutor" || *d.ExecutorConfig.Data != "" {
+		t.Errorf("executor_config = %+v", d.ExecutorConfig)
 	}
 	if d.Validate() != nil || j.Validate() != nil {
 		t.Error("a job and its defaults validate alike")

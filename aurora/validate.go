@@ -2,12 +2,13 @@ package aurora
 
 import (
 	"fmt"
+
+	"github.com/nix-aurora/nix-aurora/mustache"
 	"math"
 	"math/big"
 	"reflect"
 	"sort"
 	"strings"
-	"unicode"
 )
 
 // Validate checks j against every rule by which `aurora job create
@@ -39,6 +40,24 @@ func (d *Document) Validate() error {
 	return newError(ErrClient, all)
 }
 
+// Warnings returns what Aurora accepts but the author may not mean: a
+// value the client coerces to its attribute's type ("3" for an Integer),
+// duplicate process names (Thermos runs the last), a task without
+// processes, an order naming no process of the task (ignored). They never
+// make Validate fail.
+func (d *Document) Warnings() []Problem {
+	ws := append([]Problem(nil), d.warnings...)
+	for i := range d.Jobs {
+		ws = append(ws, newValidator(&d.Jobs[i], d.prefix(i)).warn.list...)
+	}
+	return ws
+}
+
+// Warnings is Document.Warnings for one job, without the parser's.
+func (j Job) Warnings() []Problem {
+	return newValidator(&j, "").warn.list
+}
+
 func (d *Document) prefix(i int) string {
 	if d.List {
 		return index("jobs", i)
@@ -63,19 +82,25 @@ type validator struct {
 	a      *analysis // interpolated
 	prefix string
 	ps     problems
-	byPath map[string]*node
+	warn   problems
+	byPath map[string]*mustache.Value
 }
 
 // validateJob returns the job's problems and its key (Job.Key, from the
 // analysis validation made anyway).
 func validateJob(j *Job, prefix string) ([]Problem, string) {
+	v := newValidator(j, prefix)
+	return v.ps.list, v.a.key()
+}
+
+func newValidator(j *Job, prefix string) *validator {
 	a := analyze(j, prefix)
 	nodes := 0
-	a.root.walk(func(*node) { nodes++ }) // sized once: 20k processes are 200k nodes
-	v := &validator{j: j, d: j.Defaults(), a: a, prefix: prefix, byPath: make(map[string]*node, nodes)}
-	v.a.root.walk(func(n *node) {
-		if _, ok := v.byPath[n.path]; !ok { // a map key shares its value's path
-			v.byPath[n.path] = n
+	a.root.Walk(func(*mustache.Value) { nodes++ }) // sized once: 20k processes are 200k nodes
+	v := &validator{j: j, d: j.Defaults(), a: a, prefix: prefix, byPath: make(map[string]*mustache.Value, nodes)}
+	v.a.root.Walk(func(n *mustache.Value) {
+		if _, ok := v.byPath[n.Path]; !ok { // a map key shares its value's path
+			v.byPath[n.Path] = n
 		}
 	})
 	v.structure()
@@ -86,12 +111,12 @@ func validateJob(j *Job, prefix string) ([]Problem, string) {
 	v.announce()
 	v.enums()
 	v.container()
-	v.slaPolicy()
 	v.limits()
 	v.mustache()
 	v.processes()
 	v.plan()
-	return v.ps.list, v.a.key()
+	v.apiFields()
+	return v
 }
 
 // at is the document path of a path relative to the job.
@@ -105,13 +130,20 @@ func (v *validator) at(rel string) string {
 // value is the interpolated string at a path relative to the job.
 func (v *validator) value(rel string) (string, bool) {
 	n := v.byPath[v.at(rel)]
-	if n == nil || n.kind != leafNode {
+	if n == nil || n.Kind != mustache.Scalar {
 		return "", false
 	}
-	if !n.isString {
-		return n.text, true
+	return v.a.client.Value(n).Out, true
+}
+
+// taskValue is value for a string of the task as convert checks its names
+// and plan: with mesos.instance and mesos.hostname bound.
+func (v *validator) taskValue(rel string) (string, bool) {
+	n := v.byPath[v.at(rel)]
+	if n == nil || n.Kind != mustache.Scalar {
+		return "", false
 	}
-	return v.a.leaf(n).out, true
+	return v.a.named.Value(n).Out, true
 }
 
 func (v *validator) name() string { return v.a.str(v.a.root, "name") }
@@ -128,10 +160,11 @@ func (v *validator) structure() {
 	if j.Role == nil {
 		v.ps.add(v.at("role"), "Role required for job \"%s\"", v.name())
 	}
-	if j.Task != nil && len(j.Task.Processes) == 0 {
-		// Absent: Aurora's check. Empty: Aurora would run a task that does
-		// nothing (or fail to name it); nix-aurora refuses both.
+	switch {
+	case j.Task != nil && j.Task.Processes == nil:
 		v.ps.add(v.at("task.processes"), "Processes required for task on job \"%s\"", v.name())
+	case j.Task != nil && len(j.Task.Processes) == 0:
+		v.warn.add(v.at("task.processes"), "the task has no processes: Aurora accepts it, and the task does nothing")
 	}
 	if j.Environment == nil {
 		v.ps.add(v.at("environment"), "MesosJob[environment] is required.")
@@ -166,47 +199,45 @@ func requiredFields(rv reflect.Value, path string, ps *problems) {
 
 var cronCollisionPolicies = []string{"KILL_EXISTING", "CANCEL_NEW", "RUN_OVERLAP"}
 
+// cron: the client's cron_collision_policy. A cron schedule is no
+// rejection: the client loads a cron job, and only
+// the command differs (`aurora job create` refuses it, `aurora cron
+// schedule` takes it; see Job.IsCron).
 func (v *validator) cron() {
-	if v.j.CronSchedule != nil {
-		v.ps.add(v.at("cron_schedule"), `Cron jobs may only be scheduled with "aurora cron schedule" command`)
-	}
 	if p, ok := v.value("cron_collision_policy"); ok && !contains(cronCollisionPolicies, strings.ToUpper(p)) {
 		v.ps.add(v.at("cron_collision_policy"), "Invalid CronCollisionPolicy type: %s", p)
 	}
 }
 
-// isIdentifier is Aurora's GOOD_IDENTIFIER_PATTERN `^[\w\-\.]+$`; the client
-// matches \w as Python 3 does (any letter or digit), the scheduler as Java
-// does (ASCII).
-func isIdentifier(s string, ascii bool) bool {
+// isIdentifier is Aurora's GOOD_IDENTIFIER_PATTERN `^[\w\-\.]+$`; \w is
+// ASCII both in the client (Python 2.7's re) and in the scheduler (Java).
+func isIdentifier(s string) bool {
 	if s == "" {
 		return false
 	}
-	for _, r := range s {
-		switch {
-		case r == '-' || r == '.' || r == '_':
-		case ascii && ('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9'):
-		case !ascii && (unicode.IsLetter(r) || unicode.IsNumber(r)):
-		default:
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c == '-' || c == '.' || c == '_' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9') {
 			return false
 		}
 	}
 	return true
 }
 
-// identifiers: config/thrift.py assert_valid_field, on interpolated values.
+// identifiers: config/thrift.py assert_valid_field, on interpolated values
+// (before the node binds anything: a name holding {{mesos.instance}} is
+// invalid).
 func (v *validator) identifiers() {
+	if v.j.Task == nil || v.j.Task.Processes == nil {
+		return // the default name names a missing task or process: reported there
+	}
 	for _, attr := range []string{"role", "environment", "name"} {
-		n := v.a.root.fields[attr]
+		n := v.a.root.Fields[attr]
 		if n == nil {
 			continue
 		}
-		res := v.a.leaf(n)
-		if n.defaulted && len(res.unbound) > 0 {
-			continue // the default names a task or process that is missing: reported there
-		}
-		if !isIdentifier(res.out, false) {
-			v.ps.add(v.at(attr), "Invalid %s '%s'", attr, res.out)
+		if out := v.a.client.Value(n).Out; !isIdentifier(out) {
+			v.ps.add(v.at(attr), "Invalid %s '%s'", attr, out)
 		}
 	}
 }
@@ -244,7 +275,7 @@ func (v *validator) resources() {
 	if *r.CPU <= 0 || ramMb <= 0 || diskMb <= 0 {
 		v.ps.add(v.at("task.resources"),
 			"Task has invalid resources.  cpu/ramMb/diskMb must all be positive: cpu:%s ramMb:%d diskMb:%d",
-			pyFloat(*r.CPU), ramMb, diskMb)
+			pyRepr(*r.CPU), ramMb, diskMb)
 	}
 }
 
@@ -284,33 +315,16 @@ func (v *validator) updateConfig() {
 	negative("health_check_config.min_consecutive_successes", "min_consecutive_successes",
 		fmt.Sprint(*h.MinConsecutiveSuccesses), *h.MinConsecutiveSuccesses < 0)
 	negative("health_check_config.initial_interval_secs", "initial_interval_secs",
-		pyFloat(*h.InitialIntervalSecs), *h.InitialIntervalSecs < 0)
+		pyRepr(*h.InitialIntervalSecs), *h.InitialIntervalSecs < 0)
 	negative("health_check_config.interval_secs", "interval_secs",
-		pyFloat(*h.IntervalSecs), *h.IntervalSecs < 0)
+		pyRepr(*h.IntervalSecs), *h.IntervalSecs < 0)
 }
 
-// isPyInt reports whether Python's int(s) accepts s (ASCII digits, an
-// optional sign, surrounding whitespace).
-func isPyInt(s string) bool {
-	s = strings.TrimSpace(s)
-	if s != "" && (s[0] == '+' || s[0] == '-') {
-		s = s[1:]
-	}
-	if s == "" {
-		return false
-	}
-	for _, c := range s {
-		if c < '0' || c > '9' {
-			return false
-		}
-	}
-	return true
-}
-
-// announce: client/config.py _validate_announce_configuration.
+// announce: client/config.py _validate_announce_configuration, and
+// PortResolver.resolve (AuroraConfig.ports), on interpolated values.
 func (v *validator) announce() {
 	a := v.d.Announce
-	if a == nil || v.dedicated() {
+	if a == nil {
 		return
 	}
 	keys := make([]string, 0, len(a.Portmap))
@@ -318,8 +332,34 @@ func (v *validator) announce() {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
+	portmap := make(map[string]string, len(keys))
+	static := map[string]bool{}
 	for _, k := range keys {
-		if isPyInt(a.Portmap[k]) {
+		portmap[k], _ = v.value(mapKey("announce.portmap", k))
+		if digits, ok := pyIntText(portmap[k]); ok {
+			static[k] = true
+			portmap[k] = digits // int(): never the name of a port
+		}
+	}
+	for _, k := range keys {
+		// resolve_one: follow names to a number or an unknown name.
+		visited := map[string]bool{}
+		root := portmap[k]
+		for _, named := portmap[root]; named && !static[k]; _, named = portmap[root] {
+			visited[root] = true
+			if visited[portmap[root]] {
+				v.ps.add(v.at("announce.portmap"), "Found cycle in portmap!")
+				goto dedicated
+			}
+			root = portmap[root]
+		}
+	}
+dedicated:
+	if v.dedicated() {
+		return
+	}
+	for _, k := range keys {
+		if static[k] {
 			v.ps.add(mapKey(v.at("announce.portmap"), k), "Job must be dedicated in order to specify static ports!")
 		}
 	}
@@ -355,35 +395,6 @@ func (v *validator) container() {
 	}
 }
 
-// slaPolicy: exactly one of Aurora's three policies.
-func (v *validator) slaPolicy() {
-	s := v.j.SlaPolicy
-	if s == nil {
-		return
-	}
-	count := s.Count != nil
-	percentage := s.Percentage != nil
-	coordinator := s.CoordinatorURL != nil || s.StatusKey != nil
-	forms := 0
-	for _, f := range []bool{count, percentage, coordinator} {
-		if f {
-			forms++
-		}
-	}
-	path := v.at("sla_policy")
-	switch {
-	case forms != 1 || (coordinator && s.DurationSecs != nil):
-		v.ps.add(path, "sla_policy must be exactly one of CountSlaPolicy {count, duration_secs}, "+
-			"PercentageSlaPolicy {percentage, duration_secs} or CoordinatorSlaPolicy {coordinator_url, status_key}")
-	case count && s.DurationSecs == nil:
-		v.ps.add(join(path, "duration_secs"), "CountSlaPolicy[duration_secs] is required.")
-	case percentage && s.DurationSecs == nil:
-		v.ps.add(join(path, "duration_secs"), "PercentageSlaPolicy[duration_secs] is required.")
-	case coordinator && s.CoordinatorURL == nil:
-		v.ps.add(join(path, "coordinator_url"), "CoordinatorSlaPolicy[coordinator_url] is required.")
-	}
-}
-
 // limits: config/thrift.py constraints_to_thrift.
 func (v *validator) limits() {
 	keys := make([]string, 0, len(v.j.Constraints))
@@ -394,20 +405,51 @@ func (v *validator) limits() {
 	for _, k := range keys {
 		rel := mapKey("constraints", k)
 		c, _ := v.value(rel)
-		if rest, ok := strings.CutPrefix(c, "limit:"); ok && !isPyInt(rest) {
+		rest, ok := strings.CutPrefix(c, "limit:")
+		if !ok {
+			continue
+		}
+		digits, ok := pyIntText(rest)
+		if !ok {
 			v.ps.add(v.at(rel), "%s is not a valid limit value, must be integer", c)
+			continue
+		}
+		v.int32Field(rel, "LimitConstraint.limit", digits)
+	}
+}
+
+// apiFields: the client encodes these as the i32 of Aurora's API
+// (api.thrift: JobConfiguration.instanceCount, TaskConfig.priority and
+// maxTaskFailures); a value out of range fails there.
+func (v *validator) apiFields() {
+	for _, f := range []struct{ rel, field string }{
+		{"instances", "JobConfiguration.instanceCount"},
+		{"priority", "TaskConfig.priority"},
+		{"max_task_failures", "TaskConfig.maxTaskFailures"},
+	} {
+		if text, ok := v.value(f.rel); ok {
+			v.int32Field(f.rel, f.field, text)
 		}
 	}
 }
 
-// mustache: every string the author wrote must interpolate.
+func (v *validator) int32Field(rel, field, digits string) {
+	n, ok := new(big.Int).SetString(digits, 10)
+	if ok && (!n.IsInt64() || n.Int64() < math.MinInt32 || n.Int64() > math.MaxInt32) {
+		v.ps.add(v.at(rel), "%s does not fit the 32-bit integer of Aurora's API (%s): the client fails to encode it", digits, field)
+	}
+}
+
+// mustache: every string (and template) of the job must interpolate.
 func (v *validator) mustache() {
-	v.a.root.walk(func(n *node) {
-		if n.kind != leafNode || !n.isString || n.defaulted {
+	// A default naming a missing task or process is reported as missing.
+	noTask := v.j.Task == nil || v.j.Task.Processes == nil
+	v.a.root.Walk(func(n *mustache.Value) {
+		if n.Kind != mustache.Scalar || !n.Template || n.Defaulted && noTask {
 			return
 		}
 		for _, msg := range v.a.checkLeaf(n) {
-			v.ps.add(n.path, "%s", msg)
+			v.ps.add(n.Path, "%s", msg)
 		}
 	})
 }
@@ -428,14 +470,14 @@ func (v *validator) processes() {
 			continue
 		}
 		rel := index("task.processes", i) + ".name"
-		name, _ := v.value(rel)
+		name, _ := v.taskValue(rel)
 		if !validProcessName(name) {
 			v.ps.add(v.at(rel), "Invalid process name: %s", name)
 		}
 		if first, dup := seen[name]; dup {
-			v.ps.add(v.at(rel), "Duplicate process name %s (also task.processes[%d]): Thermos would run only one of them", name, first)
-		} else {
-			seen[name] = i
+			// Aurora accepts it; Thermos keeps the last process of a name.
+			v.warn.add(v.at(rel), "duplicate process name %s (also task.processes[%d]): Thermos runs only the last of them", name, first)
 		}
+		seen[name] = i
 	}
 }

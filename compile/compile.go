@@ -49,6 +49,9 @@ type Output struct {
 	JSON []byte
 	// Jobs are the jobs the file holds, as Aurora's client loads them.
 	Jobs []aurora.Job
+	// Warnings are what Aurora accepts but may not be meant (a coerced
+	// value, a duplicate process name...): see aurora.Document.Warnings.
+	Warnings []aurora.Problem
 }
 
 // Error is a failure of Nix to build the expression. It names the file and
@@ -100,6 +103,7 @@ func Build(ctx context.Context, opts Options) ([]Output, error) {
 		}
 		if doc != nil {
 			out.Jobs = doc.Jobs
+			out.Warnings = doc.Warnings()
 		}
 		outs = append(outs, out)
 	}

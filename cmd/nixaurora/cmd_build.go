@@ -62,6 +62,7 @@ func runBuild(ctx context.Context, e *env, opts buildOptions, args []string) err
 	}
 	for _, out := range outs {
 		// stderr: stdout stays the store paths (or JSON) alone, for scripts.
+		printWarnings(e, out.StorePath, out.Warnings)
 		if note := cronNote(out.Jobs, out.StorePath); note != "" {
 			fmt.Fprintf(e.stderr, "%s: ok%s\n", out.StorePath, note)
 		}

@@ -46,6 +46,7 @@ func runValidate(_ context.Context, e *env, opts checkOptions, args []string) er
 			failed = append(failed, err)
 			continue
 		}
+		printWarnings(e, file, doc.Warnings())
 		fmt.Fprintf(e.stdout, "%s: ok%s\n", file, cronNote(doc.Jobs, file))
 	}
 	return errors.Join(failed...)
@@ -65,6 +66,14 @@ func validateFile(file string, opts checkOptions) (*aurora.Document, error) {
 		return nil, fmt.Errorf("%s: %w", file, explain(err))
 	}
 	return doc, nil
+}
+
+// printWarnings tells on stderr what Aurora accepts in file but the author
+// may not mean: it never fails the file.
+func printWarnings(e *env, file string, ws []aurora.Problem) {
+	for _, w := range ws {
+		fmt.Fprintf(e.stderr, "%s: warning: %s\n", file, w)
+	}
 }
 
 // schedulerNote tells a reader of a scheduler's rejection what was checked,
