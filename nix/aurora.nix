@@ -189,6 +189,21 @@ let
       if isString v && elem v values then ok v
       else fail path "expected one of ${quoteList values}, got ${describe v}";
 
+    # Aurora's client looks the policy up with `value.upper()` in the
+    # thrift enum, so any case loads; the JSON carries the name it resolves
+    # to. Python's upper() maps two non-ASCII letters to ASCII ones, and
+    # they are mapped here too.
+    cronCollisionPolicy = path: v:
+      let
+        names = [ "KILL_EXISTING" "CANCEL_NEW" "RUN_OVERLAP" ];
+        upper = s: replaceStrings ([ "ı" "ſ" ] ++ lowerChars) ([ "I" "S" ] ++ upperChars) s;
+      in
+      if isString v && elem (upper v) names then ok (upper v)
+      else fail path ("expected one of ${quoteList names} (in any case, as Aurora's client upper-cases it), got ${describe v}"
+        + (if isString v && match ".*\\{\\{.*" v != null
+           then " (Aurora would accept a binding that interpolates to a policy name; nix-aurora needs the name itself, to check it at evaluation)"
+           else ""));
+
     listOf = elemType: path: v:
       if !isList v then fail path "expected a list, got ${describe v}"
       else
@@ -255,8 +270,8 @@ let
         task = req (struct "Task");
         announce = opt (struct "Announcer");
         tier = opt string;
-        cron_schedule = opt string; # rejected by Job: cron jobs are not created
-        cron_collision_policy = def (enum [ "KILL_EXISTING" "CANCEL_NEW" "RUN_OVERLAP" ]) "KILL_EXISTING";
+        cron_schedule = opt string; # a cron job: `aurora cron schedule`, not `create`
+        cron_collision_policy = def cronCollisionPolicy "KILL_EXISTING";
         update_config = def (struct "UpdateConfig") (construct "UpdateConfig" { });
         constraints = opt stringMap;
         metadata = def (listOf (struct "Metadata")) [ ];
@@ -790,6 +805,8 @@ let
   # there are final processes, a final `nix_init_final` does the same for
   # them. Each word but a plain-path command is single-quoted for bash; NAME
   # is a process name, which cannot contain '/', so the first "=/" splits.
+  # A job with a cron_schedule is a cron job, for `aurora cron schedule`
+  # (`aurora job create` refuses it); it cannot be a service.
   # The result is a derivation with passthru `config` (the JSON as Nix),
   # `json` (the file's exact content) and `roots` (process name -> root).
 
@@ -880,9 +897,17 @@ let
       dedicated = (job.constraints or { }) ? dedicated;
       minFailures = job.instances * 2 / 100; # floor(2% of instances), as Aurora's client
       valueErrors =
-        optional (job ? cron_schedule) {
+        optional (job.service && job ? cron_schedule) {
           path = "cron_schedule";
-          msg = "cron jobs are not created with 'aurora job create' but scheduled with 'aurora cron schedule'; nix-aurora builds jobs for create, so remove cron_schedule";
+          msg = "a service (service = true) cannot have a cron schedule: the Aurora scheduler refuses it (\"A service task may not be run on a cron schedule\"); drop one of them";
+        }
+        ++ optional ((job.cron_schedule or null) == "") {
+          path = "cron_schedule";
+          msg = "must not be empty: 'aurora cron schedule' sends it and the scheduler refuses it (\"Job has an empty cron schedule.\"); remove it for a job that is not a cron job";
+        }
+        ++ optional (job ? cron_schedule && job.cron_collision_policy == "RUN_OVERLAP") {
+          path = "cron_collision_policy";
+          msg = "RUN_OVERLAP is accepted by Aurora's client, but the scheduler refuses a cron job with it (\"The RUN_OVERLAP collision policy has been removed (AURORA-38).\"): use KILL_EXISTING or CANCEL_NEW";
         }
         ++ optional (job.instances < 1) {
           path = "instances";

@@ -501,6 +501,21 @@ in
         checker.http = { endpoint = "/ready"; expected_response = "ok"; expected_response_code = 200; };
       };
 
+    # A cron job: Aurora's client upper-cases the policy (Python's upper()
+    # maps the dotless i and the long s to I and S).
+    cronJob = case
+      (map
+        (policy: let c = (job { task = Task { processes = [ (proc "a") ]; inherit resources; }; cron_schedule = "*/5 * * * *"; cron_collision_policy = policy; }).config;
+          in { inherit (c) cron_schedule cron_collision_policy service; })
+        [ "cancel_new" "Kill_Existing" "kıll_exıstıng" "cancel_new" ])
+      (map (p: { cron_schedule = "*/5 * * * *"; cron_collision_policy = p; service = false; })
+        [ "CANCEL_NEW" "KILL_EXISTING" "KILL_EXISTING" "CANCEL_NEW" ]);
+
+    # The scheduler refuses RUN_OVERLAP for cron jobs only.
+    runOverlapWithoutSchedule = case
+      (job { task = Task { processes = [ (proc "a") ]; inherit resources; }; cron_collision_policy = "RUN_OVERLAP"; }).config.cron_collision_policy
+      "RUN_OVERLAP";
+
     knownBindingsAreAccepted = case
       (processNamed (simpleJob [ (Process { name = "a"; cmdline = allBindings; }) ]).config "a").cmdline
       allBindings;
@@ -528,5 +543,13 @@ in
     big = simpleJob [ (Process { name = "big"; cmdline = bigCmdline; }) ];
     multiline = simpleJob [ (Process { name = "lines"; cmdline = "echo one\necho 'two'\n\n  echo three\\n"; }) ];
     disabled = withoutInit { task = Task { processes = [ (proc "a") ]; inherit resources; }; };
+    cron = job {
+      cron_schedule = "30 2 * * 1-5";
+      cron_collision_policy = "cancel_new";
+      task = Task {
+        processes = [ (proc "a") ];
+        inherit resources;
+      };
+    };
   };
 }

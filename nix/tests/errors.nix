@@ -145,7 +145,7 @@ in
 
   badEnum = case
     (job { task = Task { processes = [ (proc "a") ]; inherit resources; }; cron_collision_policy = "KILL"; })
-    [ "${key}cron_collision_policy: expected one of 'KILL_EXISTING', 'CANCEL_NEW', 'RUN_OVERLAP', got the string \"KILL\"" ];
+    [ "${key}cron_collision_policy: expected one of 'KILL_EXISTING', 'CANCEL_NEW', 'RUN_OVERLAP' (in any case, as Aurora's client upper-cases it), got the string \"KILL\"\n" ];
 
   badLoggerDestination = case
     (taskJob [ (Process { name = "a"; cmdline = "x"; logger = Logger { destination = "syslog"; }; }) ] { })
@@ -278,9 +278,22 @@ in
     (job { task = Task { processes = [ (proc "a") ]; inherit resources; }; announce = Announcer { portmap = { aurora = "http"; https = "443"; }; }; })
     [ "${key}announce.portmap.https: static port 443 needs a dedicated job (constraints.dedicated)" ];
 
-  cronSchedule = case
-    (job { task = Task { processes = [ (proc "a") ]; inherit resources; }; cron_schedule = "*/5 * * * *"; })
-    [ "${key}cron_schedule: cron jobs are not created with 'aurora job create'" ];
+  # ---- cron jobs ----
+  serviceWithCronSchedule = case
+    (Service (base // { task = Task { processes = [ (proc "a") ]; inherit resources; }; cron_schedule = "*/5 * * * *"; }))
+    [ "${key}cron_schedule: a service (service = true) cannot have a cron schedule: the Aurora scheduler refuses it (\"A service task may not be run on a cron schedule\")" ];
+
+  emptyCronSchedule = case
+    (job { task = Task { processes = [ (proc "a") ]; inherit resources; }; cron_schedule = ""; })
+    [ "${key}cron_schedule: must not be empty" "(\"Job has an empty cron schedule.\")" ];
+
+  cronRunOverlap = case
+    (job { task = Task { processes = [ (proc "a") ]; inherit resources; }; cron_schedule = "0 * * * *"; cron_collision_policy = "run_overlap"; })
+    [ "${key}cron_collision_policy: RUN_OVERLAP is accepted by Aurora's client, but the scheduler refuses a cron job with it (\"The RUN_OVERLAP collision policy has been removed (AURORA-38).\")" ];
+
+  cronCollisionPolicyBinding = case
+    (job { task = Task { processes = [ (proc "a") ]; inherit resources; }; cron_schedule = "0 * * * *"; cron_collision_policy = "{{policy}}"; })
+    [ "${key}cron_collision_policy: expected one of 'KILL_EXISTING', 'CANCEL_NEW', 'RUN_OVERLAP' (in any case, as Aurora's client upper-cases it), got the string \"{{policy}}\" (Aurora would accept a binding that interpolates to a policy name" ];
 
   unknownBinding = case
     (taskJob [ (proc "a") (Process { name = "b"; cmdline = "run --port {{thermos.ports[http]}} --shard {{mesos.instance}} --dc {{datacenter}}"; }) ] { })
