@@ -314,6 +314,8 @@ let
         min_duration = def int 5;
         final = def bool false;
         logger = opt (struct "Logger");
+        # Reserved by Thermos, unused; Aurora's schema has it, so it loads.
+        resources = opt (struct "Resources");
       };
     };
 

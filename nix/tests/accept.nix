@@ -516,6 +516,11 @@ in
       (job { task = Task { processes = [ (proc "a") ]; inherit resources; }; cron_collision_policy = "RUN_OVERLAP"; }).config.cron_collision_policy
       "RUN_OVERLAP";
 
+    # Reserved by Thermos and unused, but part of Aurora's schema.
+    processResources = case
+      (processNamed (simpleJob [ (Process { name = "a"; cmdline = "x"; resources = Resources { cpu = 0.5; ram = 16 * MB; disk = 1; }; }) ]).config "a").resources
+      { cpu = 0.5; ram = 16 * MB; disk = 1; gpu = 0; };
+
     knownBindingsAreAccepted = case
       (processNamed (simpleJob [ (Process { name = "a"; cmdline = allBindings; }) ]).config "a").cmdline
       allBindings;
@@ -547,7 +552,7 @@ in
       cron_schedule = "30 2 * * 1-5";
       cron_collision_policy = "cancel_new";
       task = Task {
-        processes = [ (proc "a") ];
+        processes = [ (Process { name = "a"; cmdline = "echo a"; resources = Resources { cpu = 0.5; ram = 16 * MB; disk = 16 * MB; }; }) ];
         inherit resources;
       };
     };
