@@ -22,7 +22,7 @@ let
     derivation elem elemAt filter floor foldl' genList hasAttr head
     intersectAttrs isAttrs isBool isFloat isFunction isInt isList isPath
     isString length listToAttrs mapAttrs match removeAttrs replaceStrings
-    split stringLength substring toJSON typeOf;
+    split stringLength substring tail toJSON typeOf all;
 
   # ---- Small helpers (nixpkgs' lib is not available) ----
 
@@ -200,7 +200,7 @@ let
       in
       if isString v && elem (upper v) names then ok (upper v)
       else fail path ("expected one of ${quoteList names} (in any case, as Aurora's client upper-cases it), got ${describe v}"
-        + (if isString v && match ".*\\{\\{.*" v != null
+        + (if isString v && length (split "\\{\\{" v) > 1
            then " (Aurora would accept a binding that interpolates to a policy name; nix-aurora needs the name itself, to check it at evaluation)"
            else ""));
 
@@ -703,7 +703,7 @@ let
   # ---- Job-level rules ----
 
   bindingPattern = concatStringsSep "|" [
-    "thermos\\.ports\\[[A-Za-z0-9_-]+]"
+    "thermos\\.ports\\[[A-Za-z0-9_./-]+]"
     "thermos\\.task_id"
     "thermos\\.user"
     "mesos\\.instance"
@@ -720,13 +720,207 @@ let
   # The mustache references Thermos would try to bind in a cmdline.
   bindingsIn = s: map head (filter isList (split "\\{\\{([^{}]*)}}" s));
 
-  bindingErrors = path: cmdline:
+  # ---- Bindings: what Aurora's client does with {{mustache}} references ----
+  #
+  # pystachio interpolates every String of the job (struct fields, list
+  # elements, map keys and values), so each is checked here, on the JSON as
+  # Aurora reads it (init processes and filled-in defaults included). A
+  # reference is bound if pystachio's scoping finds it: from the innermost
+  # struct outwards, each struct's own fields (and `self.FIELD`), then its
+  # parents', with `super.` stepping out, then the client's standard
+  # bindings (mesos.role, mesos.cluster, thermos.user). Node bindings are
+  # left for the executor: thermos.task_id, mesos.instance, mesos.hostname
+  # and thermos.ports[NAME] (in the task exactly that form; Thermos also
+  # binds thermos.user there). Refs into a Choice (container, sla_policy,
+  # update_strategy) are not found: a Choice is not namable. `{{&x}}` is
+  # left as `{{x}}` by the client's first pass, which the task's check then
+  # binds, so in the task x must be bound then (without the standard
+  # bindings); elsewhere it is not checked.
+
+  # Fields that hold structs, lists and maps; every other field is a scalar.
+  refKinds =
+    let
+      s = name: { t = "struct"; inherit name; };
+      c = name: { t = "choice"; inherit name; };
+      l = elem: { t = "list"; inherit elem; };
+      m = { t = "map"; };
+      scalar = { t = "scalar"; };
+    in {
+      Job = {
+        task = s "Task"; announce = s "Announcer"; update_config = s "UpdateConfig";
+        constraints = m; metadata = l (s "Metadata"); health_check_config = s "HealthCheckConfig";
+        lifecycle = s "LifecycleConfig"; task_links = m; executor_config = s "ExecutorConfig";
+        partition_policy = s "PartitionPolicy"; sla_policy = c "SlaPolicy"; container = c "Container";
+      };
+      Task = { processes = l (s "Process"); constraints = l (s "Constraint"); resources = s "Resources"; };
+      Process = { logger = s "Logger"; resources = s "Resources"; };
+      Constraint.order = l scalar;
+      Logger.rotate = s "RotatePolicy";
+      UpdateConfig.update_strategy = c "QueueUpdateStrategy";
+      HealthCheckConfig.health_checker = s "HealthCheckerConfig";
+      HealthCheckerConfig = { http = s "HttpHealthChecker"; shell = s "ShellHealthChecker"; };
+      LifecycleConfig.http = s "HttpLifecycleConfig";
+      Announcer.portmap = m;
+      Container.docker = s "Docker";
+      Docker.parameters = l (s "Parameter");
+    };
+  kindOf = name: field: refKinds.${name}.${field} or { t = "scalar"; };
+
+  # pystachio's MustacheParser: {{REF}}, or {{&REF}} (and {{&REF&}}), which
+  # it emits as {{REF}} instead of interpolating it.
+  mustaches = s:
     map
-      (ref: {
-        inherit path;
-        msg = "unknown binding '{{${ref}}}': Aurora rejects a job whose cmdline has unbound references; known bindings are ${knownBindings}";
-      })
-      (filter (ref: match bindingPattern ref == null) (unique (bindingsIn cmdline)));
+      (m:
+        let
+          c = head m;
+          alias = hasPrefix "&" c && stringLength c > 1;
+          a = if alias then substring 1 (stringLength c - 1) c else c;
+          addr = if alias && stringLength a > 1 && substring (stringLength a - 1) 1 a == "&"
+            then substring 0 (stringLength a - 1) a else a;
+        in { inherit alias addr; text = "{{${c}}}"; })
+      (filter isList (split "\\{\\{([^{}]+)}}" s));
+
+  # pystachio's Ref.from_address (ASCII \w, as on Aurora's Python 2):
+  # .NAME or [INDEX] components; null if the address is invalid.
+  parseRef = addr:
+    let
+      full = if hasPrefix "[" addr || hasPrefix "." addr then addr else ".${addr}";
+      parts = split "(\\.[A-Za-z_][A-Za-z0-9_]*|\\[[A-Za-z0-9_./-]+])" full;
+      texts = filter isString parts;
+      comps = map
+        (m: let c = head m; in
+          if hasPrefix "." c then { deref = substring 1 (stringLength c - 1) c; }
+          else { index = substring 1 (stringLength c - 2) c; })
+        (filter isList parts);
+    in
+    if addr == "" || match "[A-Za-z_.[].*" addr == null || any (t: t != "") texts then null
+    else comps;
+
+  isDeref = name: comp: (comp.deref or null) == name;
+  refIs = names: comps: length comps == length names
+    && all (i: isDeref (elemAt names i) (elemAt comps i)) (genList (i: i) (length names));
+
+  # Struct.find / List.find / Map.find: is `comps` found in value v of kind k?
+  findValue = kind: v: comps:
+    if comps == [ ] then true
+    else
+      let h = head comps; rest = tail comps; in
+      if kind.t == "struct" then
+        h ? deref && isAttrs v && v ? ${h.deref}
+        && findValue (kindOf kind.name h.deref) v.${h.deref} rest
+      else if kind.t == "list" then
+        let
+          neg = h ? index && hasPrefix "-" h.index;
+          digits = if neg then substring 1 (stringLength h.index) h.index else h.index or "";
+          n0 = if h ? index && match "[0-9]+" digits != null then fromDecimal digits else null;
+          # Python's list[-1] is the last element.
+          i = if n0 == null then null else if neg then length v - n0 else n0;
+        in
+        i != null && i >= 0 && i < length v && findValue kind.elem (elemAt v i) rest
+      else if kind.t == "map" then
+        h ? index && v ? ${h.index} && rest == [ ]
+      else false; # scalars and Choices are not namable
+
+  # "007" -> 7 (fromJSON refuses leading zeros); null beyond 18 digits,
+  # where a list index is out of range anyway.
+  fromDecimal = d:
+    let value = { "0" = 0; "1" = 1; "2" = 2; "3" = 3; "4" = 4; "5" = 5; "6" = 6; "7" = 7; "8" = 8; "9" = 9; };
+    in if stringLength d > 18 then null
+    else foldl' (acc: i: acc * 10 + value.${substring i 1 d}) 0 (genList (i: i) (stringLength d));
+
+  # The client's standard bindings and its MesosContext (instance and
+  # hostname are not set yet, so only `mesos` itself is found there).
+  inStandardBindings = comps:
+    refIs [ "mesos" ] comps || refIs [ "mesos" "role" ] comps
+    || refIs [ "mesos" "cluster" ] comps || refIs [ "thermos" "user" ] comps;
+
+  # Struct.scopes(): the innermost struct's `self` and fields, then the
+  # parents' scopes, then those again under `super`. `chain` is innermost
+  # first; `envs` says whether the standard bindings are in scope.
+  findInScope = envs: chain: comps:
+    let
+      s = head chain;
+      parent = tail chain;
+      h = head comps;
+      rest = tail comps;
+      inEnvs = c: envs && inStandardBindings c;
+    in
+    (isDeref "self" h && rest != [ ] && findValue s.kind s.value rest)
+    || findValue s.kind s.value comps
+    || (if parent == [ ] then inEnvs comps || (isDeref "super" h && rest != [ ] && inEnvs rest)
+        else findInScope envs parent comps
+          || (isDeref "super" h && (rest == [ ] || findInScope envs parent rest)));
+
+  boundMessage = inTask: ref:
+    if inTask then "Aurora refuses it (\"Unexpected unbound refs: ${ref}. Make sure you are not nesting template variables.\")"
+    else "Aurora refuses it (\"Config contains unbound variables: ${ref}\")";
+  refHint = "a reference names a field in scope (e.g. {{name}}, {{role}}, {{cluster}}, {{environment}}, {{instances}}, {{task.name}}, {{processes[0].name}}, {{task.resources.cpu}}) or a node binding ({{thermos.ports[NAME]}}, {{thermos.task_id}}, {{thermos.user}}, {{mesos.instance}}, {{mesos.hostname}})";
+
+  # The problems of one string at `path`, inside the task or not.
+  stringBindingErrors = inTask: chain: path: str:
+    let
+      err = msg: [ { inherit path msg; } ];
+      check = m:
+        let
+          comps = parseRef m.addr;
+          portRest = if comps != null && length comps > 2 && refIs [ "thermos" "ports" ] (genList (i: elemAt comps i) 2)
+            then genList (i: elemAt comps (i + 2)) (length comps - 2) else null;
+          node = comps != null && (refIs [ "thermos" "task_id" ] comps || refIs [ "mesos" "instance" ] comps || refIs [ "mesos" "hostname" ] comps);
+          # The task's check after the client's pass: Thermos's bindings.
+          thermos = comps != null && (refIs [ "thermos" ] comps || refIs [ "thermos" "user" ] comps || refIs [ "thermos" "ports" ] comps);
+          ref = "{{${m.addr}}}";
+          unbound = err ("unknown binding '${m.text}'"
+            + (if m.alias then " (Aurora's client leaves it as ${ref}, which the task's check binds without the client's standard bindings)" else "")
+            + ": ${boundMessage inTask ref}; ${refHint}");
+        in
+        if m.alias && !inTask then [ ]
+        else if comps == null then
+          err "'${m.text}' is not a reference pystachio can parse (parts NAME, .NAME or [INDEX], INDEX of letters, digits and _ - . /), so Aurora fails to load the job"
+        else if portRest != null then
+          (if !inTask then [ ]
+          else if !((head portRest) ? index) then
+            err "'${m.text}': a port is written {{thermos.ports[NAME]}}; Aurora refuses the task (\"Bad port specification\")"
+          else if length portRest > 1 then unbound
+          else [ ])
+        else if node then [ ]
+        else if findInScope (!m.alias) chain comps then [ ]
+        else if m.alias && thermos then [ ]
+        else unbound;
+      nested = filter isList (split "(\\{\\{[^{}]*\\{\\{[^{}]+}}[^{}]*}})" str);
+    in
+    if !(isString str) || length (split "\\{\\{" str) == 1 then [ ]
+    else
+      map (n: { inherit path; msg = "nested references '${head n}': Aurora binds the inner one only, then refuses the outer one (\"Unexpected unbound refs: ... Make sure you are not nesting template variables.\")"; }) nested
+      ++ concatMap check (mustaches str);
+
+  # Every string of a normalised struct `v` of schema `name`, with its
+  # scope chain. `at` maps a path of the JSON to the path reported.
+  structBindingErrors = report: inTask: name: v: chain: path:
+    let
+      here = [ { kind = { t = "struct"; inherit name; }; value = v; } ] ++ chain;
+      field = k:
+        let
+          x = v.${k};
+          kind = kindOf name k;
+          p = at path k;
+          task = inTask || (chain == [ ] && k == "task");
+        in
+        valueBindingErrors report task kind x here p;
+    in
+    concatMap field (attrNames v);
+
+  valueBindingErrors = report: inTask: kind: x: chain: path:
+    if kind.t == "struct" || kind.t == "choice" then
+      (if isAttrs x then structBindingErrors report inTask kind.name x chain path else [ ])
+    else if kind.t == "list" then
+      concatLists (imap0 (i: e: valueBindingErrors report inTask kind.elem e chain (atIndex path i)) x)
+    else if kind.t == "map" then
+      concatMap
+        (k: stringBindingErrors inTask chain (report (at path k)) k
+          ++ stringBindingErrors inTask chain (report (at path k)) x.${k})
+        (attrNames x)
+    else if isString x then stringBindingErrors inTask chain (report path) x
+    else [ ];
 
   # Names of roles, environments and jobs: Python's ^[\w\-\.]+$ in ASCII.
   identErrors = path: what: note: v:
@@ -951,10 +1145,23 @@ let
             })
             (attrNames job.announce.portmap)
         else [ ])
-        ++ concatLists (imap0
-          (i: p: bindingErrors "task.processes[${toString i}].cmdline" p.cmdline)
-          processes)
-        ++ concatMap (p: bindingErrors "nixInit" p.cmdline) initProcesses;
+        ++ structBindingErrors reportPath false "Job" config [ ] "";
+
+      # A path of the JSON as the user wrote it: the init processes and
+      # their constraints are nixInit's, and the user's processes come
+      # after the init processes.
+      nInit = length initProcesses;
+      nUserConstraints = length task.constraints;
+      reportPath = p:
+        let
+          proc = match "task\\.processes\\[([0-9]+)](.*)" p;
+          cons = match "task\\.constraints\\[([0-9]+)](.*)" p;
+          i = fromDecimal (head proc);
+        in
+        if proc != null then
+          (if i < nInit then "nixInit" else "task.processes[${toString (i - nInit)}]${elemAt proc 1}")
+        else if cons != null && fromDecimal (head cons) >= nUserConstraints then "nixInit"
+        else p;
 
       # The init processes: one per kind (regular, final) that has processes.
       rootKey = "${job.cluster}-${job.role}-${job.environment}-${jobName}";

@@ -136,6 +136,28 @@ let
     task = Task { processes = [ (proc longName) ]; inherit resources; };
   });
 
+  # Process "a" sees its own fields (name, max_failures), then the task's
+  # (resources, processes), then the job's; self. and super. step in and
+  # out; a negative index counts from the end, as in Python.
+  scopedBindings = builtins.concatStringsSep " " [
+    "{{name}} {{self.name}} {{super.name}} {{max_failures}} {{resources.ram}} {{task.resources.cpu}}"
+    "{{processes[0].name}} {{processes[-1].name}} {{task.name}} {{instances}} {{cluster}} {{environment}}"
+    "{{announce.primary_port}} {{announce.portmap[aurora]}} {{constraints[host]}} {{update_config.batch_size}}"
+    "{{executor_config.name}} {{mesos.role}} {{mesos.cluster}} {{super}} {{super.super.role}} {{mesos}}"
+    "{{thermos.ports[http.admin/v2]}} {{thermos.task_id}} {{thermos.user}} {{mesos.instance}} {{mesos.hostname}}"
+    "{{&role}} {{&thermos.user}} {{&thermos.ports[http]}} {{&mesos.instance}}"
+  ];
+  bindingsJob = job {
+    contact = "{{role}}@example.org {{mesos.instance}} {{thermos.ports.admin}} {{&anything}}";
+    constraints = { host = "limit:1"; };
+    metadata = [ (Metadata { key = "{{cluster}}"; value = "{{key}} {{name}} {{super.role}}"; }) ];
+    announce = Announcer { zk_path = "/aurora/{{role}}/{{environment}}/{{name}}/{{primary_port}}"; };
+    health_check_config = HealthCheckConfig {
+      health_checker = HealthCheckerConfig { shell = ShellHealthChecker { shell_command = "check {{thermos.ports[health]}} {{name}} {{mesos.hostname}}"; }; };
+    };
+    task = Task { processes = [ (Process { name = "a"; cmdline = scopedBindings; }) (proc "b") ]; inherit resources; };
+  };
+
   allBindings = "run {{thermos.ports[http]}} {{thermos.ports[admin-2_x]}} {{thermos.task_id}} {{thermos.user}} {{mesos.instance}} {{mesos.hostname}} {{role}} {{cluster}} {{environment}} {{name}} {{task.name}} {{instances}}";
 
   # A cmdline over the kernel's 128 KiB limit for one environment variable.
@@ -524,6 +546,23 @@ in
     knownBindingsAreAccepted = case
       (processNamed (simpleJob [ (Process { name = "a"; cmdline = allBindings; }) ]).config "a").cmdline
       allBindings;
+
+    # Every reference Aurora's client binds by pystachio's scoping, and the
+    # node bindings, in every kind of string of the job.
+    scopedBindingsAreAccepted = case
+      (let c = bindingsJob.config; in {
+        cmdline = (processNamed c "a").cmdline;
+        inherit (c) contact metadata;
+        shell = c.health_check_config.health_checker.shell.shell_command;
+        zk = c.announce.zk_path;
+      })
+      {
+        cmdline = scopedBindings;
+        contact = "{{role}}@example.org {{mesos.instance}} {{thermos.ports.admin}} {{&anything}}";
+        metadata = [ { key = "{{cluster}}"; value = "{{key}} {{name}} {{super.role}}"; } ];
+        shell = "check {{thermos.ports[health]}} {{name}} {{mesos.hostname}}";
+        zk = "/aurora/{{role}}/{{environment}}/{{name}}/{{primary_port}}";
+      };
 
     passthru = case
       { roots = attrNames withFinal.roots; jsonIsConfig = withFinal.json == toJSON withFinal.config; inherit (withFinal) name; }

@@ -6,7 +6,7 @@ let
   inherit (aurora)
     Job Service Task Process Resources order Tasks SequentialTask
     UpdateConfig HealthCheckConfig HealthCheckerConfig HttpHealthChecker
-    ShellHealthChecker Announcer Logger Docker MB GB;
+    ShellHealthChecker Announcer Logger Docker Metadata MB GB;
 
   base = { cluster = "devcluster"; role = "www-data"; environment = "devel"; name = "t"; };
   key = "aurora: job devcluster/www-data/devel/t: ";
@@ -295,9 +295,64 @@ in
     (job { task = Task { processes = [ (proc "a") ]; inherit resources; }; cron_schedule = "0 * * * *"; cron_collision_policy = "{{policy}}"; })
     [ "${key}cron_collision_policy: expected one of 'KILL_EXISTING', 'CANCEL_NEW', 'RUN_OVERLAP' (in any case, as Aurora's client upper-cases it), got the string \"{{policy}}\" (Aurora would accept a binding that interpolates to a policy name" ];
 
+  # ---- bindings (every string of the job; Aurora's messages) ----
   unknownBinding = case
     (taskJob [ (proc "a") (Process { name = "b"; cmdline = "run --port {{thermos.ports[http]}} --shard {{mesos.instance}} --dc {{datacenter}}"; }) ] { })
-    [ "${key}task.processes[1].cmdline: unknown binding '{{datacenter}}'" ];
+    [ "${key}task.processes[1].cmdline: unknown binding '{{datacenter}}': Aurora refuses it (\"Unexpected unbound refs: {{datacenter}}. Make sure you are not nesting template variables.\")" ];
+
+  unknownBindingsOutsideTheTask = case
+    (job {
+      task = Task { processes = [ (proc "a") ]; inherit resources; };
+      contact = "{{owner}}@example.org";
+      metadata = [ (Metadata { key = "team"; value = "{{team}}"; }) ];
+      constraints = { "{{attr}}" = "limit:1"; };
+      announce = Announcer { zk_path = "/aurora/{{zone}}"; };
+      health_check_config = HealthCheckConfig { health_checker = HealthCheckerConfig { shell = ShellHealthChecker { shell_command = "check --dc {{datacenter}}"; }; }; };
+    })
+    [
+      "${key}contact: unknown binding '{{owner}}': Aurora refuses it (\"Config contains unbound variables: {{owner}}\")"
+      "${key}metadata[0].value: unknown binding '{{team}}'"
+      "${key}constraints.{{attr}}: unknown binding '{{attr}}'"
+      "${key}announce.zk_path: unknown binding '{{zone}}'"
+      "${key}health_check_config.health_checker.shell.shell_command: unknown binding '{{datacenter}}': Aurora refuses it (\"Config contains unbound variables: {{datacenter}}\")"
+    ];
+
+  # The JSON's task has nix_init, a and b: index 3 and -4 are out of range.
+  bindingsOutOfScope = case
+    (job {
+      task = Task {
+        processes = [ (Process { name = "a"; cmdline = "{{processes[3].name}} {{processes[-4].name}} {{container.docker.image}} {{self}} {{thermos}} {{thermos.ports}} {{thermos.ports[http].x}} {{super.super.super.role}}"; }) (proc "b") ];
+        inherit resources;
+      };
+      container = Docker { image = "debian:12"; };
+      contact = "{{super}}";
+    })
+    (map (r: "${key}task.processes[0].cmdline: unknown binding '${r}'") [
+      "{{processes[3].name}}" "{{processes[-4].name}}" "{{container.docker.image}}" "{{self}}"
+      "{{thermos}}" "{{thermos.ports}}" "{{thermos.ports[http].x}}" "{{super.super.super.role}}"
+    ] ++ [ "${key}contact: unknown binding '{{super}}'" ]);
+
+  aliasBindingInTask = case
+    (taskJob [ (Process { name = "a"; cmdline = "{{&mesos.role}} {{&nope}}"; }) ] { })
+    [
+      "${key}task.processes[0].cmdline: unknown binding '{{&mesos.role}}' (Aurora's client leaves it as {{mesos.role}}, which the task's check binds without the client's standard bindings): Aurora refuses it (\"Unexpected unbound refs: {{mesos.role}}."
+      "unknown binding '{{&nope}}'"
+    ];
+
+  badPortSpecification = case
+    (taskJob [ (Process { name = "a"; cmdline = "serve --port {{thermos.ports.http}}"; }) ] { })
+    [ "${key}task.processes[0].cmdline: '{{thermos.ports.http}}': a port is written {{thermos.ports[NAME]}}; Aurora refuses the task (\"Bad port specification\")" ];
+
+  unparsableReference = case
+    (taskJob [ (Process { name = "a"; cmdline = "awk '{{print $1}}' {{ name }}"; }) ] { })
+    [
+      "${key}task.processes[0].cmdline: '{{print $1}}' is not a reference pystachio can parse"
+      "${key}task.processes[0].cmdline: '{{ name }}' is not a reference pystachio can parse"
+    ];
+
+  nestedBindings = case
+    (taskJob [ (Process { name = "a"; cmdline = "echo {{processes[{{mesos.instance}}].name}}"; }) ] { })
+    [ "${key}task.processes[0].cmdline: nested references '{{processes[{{mesos.instance}}].name}}': Aurora binds the inner one only, then refuses the outer one (\"Unexpected unbound refs: ... Make sure you are not nesting template variables.\")" ];
 
   unknownBindingInNixInit = case
     (job { task = Task { processes = [ (proc "a") ]; inherit resources; }; nixInit.extraArgs = [ "--cache-dir={{sandbox}}" ]; })
