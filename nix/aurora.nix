@@ -399,8 +399,8 @@ let
         in optional (n != 1) {
           inherit path;
           msg =
-            if n == 0 then "a health checker needs 'http' (HttpHealthChecker) or 'shell' (ShellHealthChecker)"
-            else "a health checker is either 'http' or 'shell', not both";
+            if n == 0 then "a health checker needs 'http' (HttpHealthChecker) or 'shell' (ShellHealthChecker): Aurora would accept neither, and its executor would then run an HTTP check with no endpoint on the health port; nix-aurora refuses it (write http = HttpHealthChecker { } for Aurora's default check)"
+            else "a health checker is either 'http' or 'shell', not both: Aurora would accept both, and its executor would run the shell check only; nix-aurora refuses it, as the http check would be ignored without a word (drop one)";
         };
     };
 
@@ -957,7 +957,10 @@ let
         if o == [ ] then
           err "an order constraint needs at least one process name (Thermos rejects an empty one)"
         else if unknown != [ ] then
-          err "names unknown ${plural (length unknown) "process"} ${quoteList unknown} (the task's processes are ${quoteList names})"
+          err ("names unknown ${plural (length unknown) "process"} ${quoteList unknown} (the task's processes are ${quoteList names})"
+            + (if length unknown == length (unique o)
+               then ": Thermos would ignore an order that names no process of the task, but nix-aurora refuses it, as it most likely misspells a name and would order nothing"
+               else ""))
         else if finals != [ ] && regulars != [ ] then
           err "mixes final ${plural (length finals) "process"} ${quoteList finals} with regular ${plural (length regulars) "process"} ${quoteList regulars}; Thermos plans the two kinds separately, so an order must name only one kind"
         else
@@ -1064,7 +1067,7 @@ let
         }
         ++ optional (processes == [ ]) {
           path = "task.processes";
-          msg = "a task needs at least one process";
+          msg = "a task needs at least one process: Aurora would load an empty list, but the task would run nothing; nix-aurora refuses it (the job's default name is its first process's, too)";
         }
         ++ (if processes == [ ] then [ ] else identErrors "name" "job name" nameNote jobName)
         ++ concatLists (imap0
@@ -1079,7 +1082,7 @@ let
             }
             ++ optional (earlier != [ ]) {
               inherit path;
-              msg = "duplicate process name '${p.name}' (also task.processes[${toString (head earlier)}])";
+              msg = "duplicate process name '${p.name}' (also task.processes[${toString (head earlier)}]): Aurora would load the job and keep only the last process of that name; nix-aurora refuses it, as the others would be dropped without a word";
             }
             ++ optional (elem p.name reserved) {
               inherit path;
@@ -1119,7 +1122,10 @@ let
             msg = "${dim} must be at least 1 MiB (${toString MB} bytes), got ${toJSON resources.${dim}} bytes: Aurora divides it by MiB and rejects 0 (write e.g. 64 * MB)";
           })
           [ "ram" "disk" ]
-        ++ nonNegative "task.resources.gpu" resources.gpu
+        ++ optional (resources.gpu < 0) {
+          path = "task.resources.gpu";
+          msg = "must not be negative, got ${toJSON resources.gpu}: Aurora's client and scheduler do not check it, but nix-aurora refuses it, as a negative number of GPUs means nothing";
+        }
         ++ optional (update.max_total_failures >= job.instances) {
           path = "update_config.max_total_failures";
           msg = "must be less than instances (${toString job.instances}), got ${toJSON update.max_total_failures}: use at most ${toString (job.instances - 1)}";
@@ -1130,13 +1136,17 @@ let
         }
         ++ optional (update.batch_size < 1) {
           path = "update_config.batch_size";
-          msg = "must be at least 1, got ${toJSON update.batch_size}";
+          msg = "must be at least 1, got ${toJSON update.batch_size}: 'aurora job create' does not read update_config and would accept it, but 'aurora update start' refuses it (\"Batch size should be greater than 0\"), so nix-aurora refuses it now";
         }
         ++ nonNegative "update_config.watch_secs" update.watch_secs
         ++ nonNegative "health_check_config.initial_interval_secs" health.initial_interval_secs
         ++ nonNegative "health_check_config.interval_secs" health.interval_secs
-        ++ nonNegative "health_check_config.timeout_secs" health.timeout_secs
+        ++ optional (health.timeout_secs < 0) {
+          path = "health_check_config.timeout_secs";
+          msg = "must not be negative, got ${showNumber health.timeout_secs}: Aurora's client does not check it and would accept it, but nix-aurora refuses it, as a negative timeout means nothing to the executor's health checks";
+        }
         ++ nonNegative "health_check_config.max_consecutive_failures" health.max_consecutive_failures
+        ++ nonNegative "health_check_config.min_consecutive_successes" health.min_consecutive_successes
         ++ (if job ? announce && !dedicated then
           concatMap
             (port: optional (match "[0-9]+" job.announce.portmap.${port} != null) {

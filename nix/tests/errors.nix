@@ -166,11 +166,11 @@ in
         health_checker = HealthCheckerConfig { http = HttpHealthChecker { }; shell = ShellHealthChecker { shell_command = "true"; }; };
       };
     })
-    [ "${key}health_check_config.health_checker: a health checker is either 'http' or 'shell', not both" ];
+    [ "${key}health_check_config.health_checker: a health checker is either 'http' or 'shell', not both: Aurora would accept both, and its executor would run the shell check only; nix-aurora refuses it" ];
 
   healthCheckerNeither = case
     (job { task = Task { processes = [ (proc "a") ]; inherit resources; }; health_check_config = { health_checker = { }; }; })
-    [ "${key}health_check_config.health_checker: a health checker needs 'http' (HttpHealthChecker) or 'shell' (ShellHealthChecker)" ];
+    [ "${key}health_check_config.health_checker: a health checker needs 'http' (HttpHealthChecker) or 'shell' (ShellHealthChecker): Aurora would accept neither" "nix-aurora refuses it" ];
 
   sequentialTaskWithConstraints = case
     (job { task = SequentialTask { processes = [ (proc "a") (proc "b") ]; constraints = order [ "b" "a" ]; inherit resources; }; })
@@ -215,7 +215,7 @@ in
 
   duplicateProcessName = case
     (taskJob [ (proc "a") (proc "b") (proc "a") ] { })
-    [ "${key}task.processes[2].name: duplicate process name 'a' (also task.processes[0])" ];
+    [ "${key}task.processes[2].name: duplicate process name 'a' (also task.processes[0]): Aurora would load the job and keep only the last process of that name; nix-aurora refuses it" ];
 
   reservedNixInit = case
     (taskJob [ (proc "a") (proc "nix_init") ] { })
@@ -227,7 +227,7 @@ in
 
   noProcesses = case
     (taskJob [ ] { })
-    [ "${key}task.processes: a task needs at least one process" ];
+    [ "${key}task.processes: a task needs at least one process: Aurora would load an empty list, but the task would run nothing; nix-aurora refuses it" ];
 
   # ---- resources ----
   zeroCpu = case
@@ -257,7 +257,7 @@ in
 
   zeroBatchSize = case
     (job { task = Task { processes = [ (proc "a") ]; inherit resources; }; update_config = { batch_size = 0; }; })
-    [ "${key}update_config.batch_size: must be at least 1, got 0" ];
+    [ "${key}update_config.batch_size: must be at least 1, got 0: 'aurora job create' does not read update_config and would accept it, but 'aurora update start' refuses it (\"Batch size should be greater than 0\")" ];
 
   negativeWatchSecs = case
     (job { task = Task { processes = [ (proc "a") ]; inherit resources; }; update_config = UpdateConfig { watch_secs = -1; }; })
@@ -268,6 +268,22 @@ in
     [
       "${key}health_check_config.initial_interval_secs: must not be negative, got -5"
       "${key}health_check_config.interval_secs: must not be negative, got -0.5"
+    ];
+
+  # Aurora's client refuses these; the library says the same.
+  negativeHealthCheckCounts = case
+    (job { task = Task { processes = [ (proc "a") ]; inherit resources; }; health_check_config = HealthCheckConfig { max_consecutive_failures = -1; min_consecutive_successes = -1; }; })
+    [
+      "${key}health_check_config.max_consecutive_failures: must not be negative, got -1"
+      "${key}health_check_config.min_consecutive_successes: must not be negative, got -1"
+    ];
+
+  # Aurora does not check these: the message says so.
+  negativeTimeoutAndGpu = case
+    (job { task = Task { processes = [ (proc "a") ]; resources = resources // { gpu = -1; }; }; health_check_config = HealthCheckConfig { timeout_secs = -0.5; }; })
+    [
+      "${key}task.resources.gpu: must not be negative, got -1: Aurora's client and scheduler do not check it, but nix-aurora refuses it"
+      "${key}health_check_config.timeout_secs: must not be negative, got -0.5: Aurora's client does not check it and would accept it, but nix-aurora refuses it"
     ];
 
   dedicatedNeedsFailureBudget = case
@@ -365,11 +381,11 @@ in
   # ---- ordering ----
   orderMixesKnownAndUnknown = case
     (withOrder [ (proc "a") (proc "b") ] (order [ "a" "c" ]))
-    [ "${key}task.constraints[0].order: names unknown process 'c' (the task's processes are 'nix_init', 'a', 'b')" ];
+    [ "${key}task.constraints[0].order: names unknown process 'c' (the task's processes are 'nix_init', 'a', 'b')\n" ];
 
   orderOnlyUnknown = case
     (withOrder [ (proc "a") (proc "b") ] (order [ "a" "b" ] ++ order [ "x" "y" ]))
-    [ "${key}task.constraints[1].order: names unknown processes 'x', 'y'" ];
+    [ "${key}task.constraints[1].order: names unknown processes 'x', 'y' (the task's processes are 'nix_init', 'a', 'b'): Thermos would ignore an order that names no process of the task, but nix-aurora refuses it" ];
 
   orderMixesFinalAndRegular = case
     (withOrder [ (proc "a") (finalProc "f") ] (order [ "a" "f" ]))
