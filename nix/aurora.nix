@@ -49,62 +49,108 @@ let
 
   # ---- Numbers ----
   #
-  # Nix 2.8's toJSON prints a float with 6 significant digits and an
-  # integral one as an integer (`2`); since 2.12 it prints the shortest text
-  # that reads back as the same double, and `2.0`. The two agree on integers
-  # and on the double nearest to a non-integral decimal of at most 6
-  # significant digits, so every float is turned into one of those before it
-  # reaches the JSON, with float arithmetic that every version computes
-  # alike (toString cannot help: it prints "%f" on every version).
+  # Nix 2.8's toJSON prints a float with 6 significant digits (0.1234567
+  # becomes 0.123457) and an integral one as an integer; since 2.12 it
+  # prints the shortest text that reads back as the same double, and `2.0`.
+  # So the library writes the JSON's numbers itself (jsonText): integers
+  # and integral floats as integers, other floats as a decimal that reads
+  # back as exactly the author's double, computed with integer and float
+  # arithmetic that every version does alike (toString cannot help: it
+  # prints "%f"). The same JSON comes out of every Nix.
 
   # 10^n as a float, exact for n <= 22 (every factor and product is).
   pow10 = n: foldl' (acc: _: acc * 10.0) 1.0 (genList (i: i) n);
-  # a * 10^k in one correctly rounded operation.
-  scale10 = a: k: if k >= 0 then a * pow10 k else a / pow10 (0 - k);
-  # Below 1e-15 the scaling would need inexact powers of ten; at 1e15 and
-  # above floor would leave the range where every integer is a double.
+  # 2^n as an integer, for 0 <= n <= 62.
+  pow2 = n: foldl' (acc: _: acc * 2) 1 (genList (i: i) n);
+  # Below 1e-15 and from 1e15 on, floats are refused: this range keeps
+  # every step below exact, and integral floats within int64.
   inNumberRange = a: a == 0 || (a >= 1.0e-15 && a < 1.0e15);
 
-  # For a number in range: { value; exact; }. `value` is v as an integer
-  # if v is integral, else v rounded to 6 significant digits (an integer
-  # again if that is integral, else the nearest double); `exact` says that
-  # v had at most 6 significant digits. A difference below 1e-6 at the scale
-  # of 6 integral digits (a relative 1e-12 or less) is float noise, so that
-  # 0.1 + 0.2 counts as 0.3.
-  roundNumber = v:
+  # The decimal text of a non-integral float in range. a = M / 2^s
+  # exactly (M < 2^53, found by doublings, which are exact); its decimal
+  # digits come from exact integer long division (the remainder kept as
+  # hi * 2^31 + lo, so that nothing overflows 64 bits). The text is the
+  # shortest correctly rounded prefix, of n <= 16 significant digits, that
+  # reads back as a (checked with one correctly rounded float operation,
+  # which is what a JSON parser computes), else 17 digits, which always do.
+  floatText = v:
     let
       a = abs v;
-      negate = x: if v < 0 then 0 - x else x;
-      up = k: if scale10 a k < 100000.0 then up (k + 1) else k;
-      down = k: if scale10 a k >= 1000000.0 then down (k - 1) else k;
-      k0 = if a < 100000.0 then up 0 else down 0;
-      s = scale10 a k0;
-      m0 = floor (s + 0.5);
-      # 999999.7 rounds up to a seventh digit.
-      carry = m0 >= 1000000;
-      m = if carry then m0 / 10 else m0;
-      k = if carry then k0 - 1 else k0;
-      intPow10 = n: foldl' (acc: _: acc * 10) 1 (genList (i: i) n);
-      # m has 6 digits, so only k <= 5 can divide it (and 10^k overflows
-      # 64 bits from k = 19, which newer Nix refuses).
-      integral = k <= 0 || (k <= 5 && m - m / intPow10 k * intPow10 k == 0);
-      d = s - m0;
+      toMantissa = x: k: if x >= 4503599627370496.0 then { m = floor x; s = k; } else toMantissa (x * 2.0) (k + 1);
+      dec = toMantissa a 0;
+      M = dec.m;
+      s0 = dec.s;
+      B = 2147483648; # 2^31
+      I = if s0 <= 62 then M / pow2 s0 else 0;
+      r0 = if s0 <= 62 then M - I * pow2 s0 else M;
+      # One fraction digit: 10 * r / 2^s = 5 * r / 2^(s-1).
+      step = st:
+        let
+          lo5 = st.lo * 5;
+          hi5 = st.hi * 5 + lo5 / B;
+          lo = lo5 - lo5 / B * B;
+          t = st.s - 1;
+          big = t - 31;
+          d = if t >= 31 then (if big > 62 then 0 else hi5 / pow2 big) else (hi5 * B + lo) / pow2 t;
+        in
+        # s = 0: the expansion has ended (the remainder is 0).
+        if st.s == 0 then st // { digit = 0; }
+        else if t >= 31 then { digit = d; hi = if big > 62 then hi5 else hi5 - d * pow2 big; inherit lo; s = t; }
+        else { digit = d; hi = 0; lo = hi5 * B + lo - d * pow2 t; s = t; };
+      # 40 digits: up to 15 zeros after the point, 17 significant digits
+      # and the ones that decide the rounding.
+      run = foldl' (acc: _: let n = step acc.st; in { st = n; digits = acc.digits ++ [ n.digit ]; })
+        { st = { hi = r0 / B; lo = r0 - r0 / B * B; s = s0; }; digits = [ ]; } (genList (i: i) 40);
+      intDigits = if I == 0 then [ ] else map (i: fromDecimal (substring i 1 (toString I))) (genList (i: i) (stringLength (toString I)));
+      digits = intDigits ++ run.digits;
+      restNonZero = run.st.hi != 0 || run.st.lo != 0;
+      point = length intDigits; # digits before the decimal point
+      leadingZeros = n: if elemAt digits n == 0 then leadingZeros (n + 1) else n;
+      z0 = if I > 0 then 0 else leadingZeros 0;
+      # The first n significant digits, correctly rounded (half to even).
+      rounded = n:
+        let
+          prefix = foldl' (acc: i: acc * 10 + elemAt digits (z0 + i)) 0 (genList (i: i) n);
+          next = elemAt digits (z0 + n);
+          sticky = restNonZero || any (d: d != 0) (genList (i: elemAt digits (z0 + n + 1 + i)) (length digits - z0 - n - 1));
+          up = next > 5 || (next == 5 && (sticky || prefix - prefix / 2 * 2 == 1));
+        in { N = if up then prefix + 1 else prefix; E = point - z0 - n; };
+      readsBack = c:
+        c.N < 9007199254740992 && c.E <= 22 && c.E >= -22
+        && (if c.E >= 0 then (c.N + 0.0) * pow10 c.E else (c.N + 0.0) / pow10 (0 - c.E)) == a;
+      pick = n: let c = rounded n; in if n >= 17 || readsBack c then c else pick (n + 1);
+      best = pick 1;
+      # Drop trailing zeros, then place the point.
+      trim = c: if c.E < 0 && c.N - c.N / 10 * 10 == 0 then trim { N = c.N / 10; E = c.E + 1; } else c;
+      t = trim best;
+      ds = toString t.N;
+      len = stringLength ds;
+      zeros = n: concatStringsSep "" (genList (_: "0") n);
+      text =
+        if t.E >= 0 then ds + zeros t.E
+        else if len > 0 - t.E then substring 0 (len + t.E) ds + "." + substring (len + t.E) (0 - t.E) ds
+        else "0." + zeros (0 - t.E - len) + ds;
     in
-    if isInt v then { value = v; exact = true; }
-    else if a == 0 then { value = 0; exact = true; }
-    else if floor a == a then { value = negate (floor a); exact = true; }
-    else {
-      value = negate (if k <= 0 then m * intPow10 (0 - k)
-        else if integral then m / intPow10 k
-        else m / pow10 k);
-      exact = d < 0.000001 && d > -0.000001;
-    };
+    (if v < 0 then "-" else "") + text;
 
-  # How a number appears in messages: on every version alike, so a float
-  # that cannot reach the JSON is shown rounded to 6 significant digits.
+  # A number as the JSON writes it: integers and integral floats as
+  # integers, other floats exactly (floatText). Only for numbers in range.
+  numberText = v:
+    if isInt v then toJSON v
+    else if floor (abs v) == abs v then toJSON (if v < 0 then 0 - floor (abs v) else floor v)
+    else floatText v;
+
+  # How a number appears in messages: as the JSON would write it.
   showNumber = v:
-    if isInt v || inNumberRange (abs v) then toJSON (roundNumber v).value
+    if isInt v || inNumberRange (abs v) then numberText v
     else "out of range";
+
+  # builtins.toJSON, byte for byte, but with numberText for floats.
+  jsonText = v:
+    if isFloat v then numberText v
+    else if isAttrs v then "{" + concatStringsSep "," (map (k: "${toJSON k}:${jsonText v.${k}}") (attrNames v)) + "}"
+    else if isList v then "[" + concatStringsSep "," (map jsonText v) + "]"
+    else toJSON v;
 
   # Human description of a value, for "expected X, got Y".
   describe = v:
@@ -167,20 +213,15 @@ let
       else if isFloat v then ok (floor v)
       else fail path "expected a size in bytes (e.g. 512 * MB), got ${describe v}";
 
-    # The value is what the JSON will say, on every version of Nix (see
-    # roundNumber): integers stay, integral floats become integers, other
-    # floats must have at most 6 significant digits, as Nix 2.8 cannot print
-    # more. Rounding instead would make the job differ from what was
-    # written without a word: warnings scroll past in builds.
+    # Integers stay, integral floats become integers, other floats reach
+    # the JSON exactly (see floatText), on every version of Nix.
     float = path: v:
-      let n = roundNumber v; in
       if isInt v then ok v
       else if !isFloat v then fail path "expected a number, got ${describe v}"
       else if !inNumberRange (abs v) then
         fail path "expected a number between 1e-15 and 1e15 in size, or 0, got a float outside that range"
-      else if !n.exact then
-        fail path "the float ${showNumber v} (rounded) has more than 6 significant digits: Nix 2.8 prints only 6 in JSON and later versions print all, so the job would change with the Nix that builds it; write at most 6 (e.g. ${toJSON n.value})"
-      else ok n.value;
+      else if floor (abs v) == abs v then ok (if v < 0 then 0 - floor (abs v) else floor v)
+      else ok v;
 
     bool = path: v:
       if isBool v then ok v else fail path "expected true or false, got ${describe v}";
@@ -934,7 +975,7 @@ let
     };
 
   nonNegative = path: v:
-    optional (v < 0) { inherit path; msg = "must not be negative, got ${toJSON v}"; };
+    optional (v < 0) { inherit path; msg = "must not be negative, got ${showNumber v}"; };
 
   # Thermos's planner rules, on the final process list and constraints
   # (each `{ path; order; }`), so the init processes are checked too.
@@ -1114,7 +1155,7 @@ let
         }
         ++ optional (resources.cpu <= 0) {
           path = "task.resources.cpu";
-          msg = "cpu must be greater than 0, got ${toJSON resources.cpu}";
+          msg = "cpu must be greater than 0, got ${showNumber resources.cpu}";
         }
         ++ concatMap
           (dim: optional (resources.${dim} < MB) {
@@ -1230,7 +1271,7 @@ let
           constraints = allConstraints;
         };
       };
-      json = toJSON config;
+      json = jsonText config;
 
       drv = derivation {
         name = substring 0 202 (storeName "aurora-job-${rootKey}") + ".json";

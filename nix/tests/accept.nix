@@ -348,19 +348,26 @@ in
       in { cpu = isInt c.task.resources.cpu; interval = isInt c.health_check_config.interval_secs; })
       { cpu = true; interval = true; };
 
-    # Float noise from arithmetic is dropped, so that the JSON says 0.3 on
-    # every Nix (2.12+ would print 0.30000000000000004); integers of any
-    # size and integral floats become integers.
-    numbersAreCanonical = case
+    # Floats reach the JSON exactly, on every Nix (2.8's toJSON would
+    # print 6 significant digits): the text reads back as the author's
+    # double, 0.1 + 0.2 included; integers of any size and integral floats
+    # become integers.
+    numbersAreExact = case
       (let
-        c = v: (job { task = Task { processes = [ (proc "a") ]; resources = resources // { cpu = v; }; }; }).config.task.resources.cpu;
-        combinedCpu = (withoutInit { task = Tasks.combine [ (t1 // { resources = resources // { cpu = 0.1; }; }) (t2 // { resources = resources // { cpu = 0.2; }; }) ]; }).config.task.resources.cpu;
+        j = v: job { task = Task { processes = [ (proc "a") ]; resources = resources // { cpu = v; }; }; };
+        text = v: let m = builtins.match ".*\"cpu\":([^,}]*).*" (j v).json; in head m;
+        combined = withoutInit { task = Tasks.combine [ (t1 // { resources = resources // { cpu = 0.1; }; }) (t2 // { resources = resources // { cpu = 0.2; }; }) ]; };
+        floats = [ 0.1234567 1234.5678 (1.0 / 3) (0.1 + 0.2) 2.0000001 100000.5 99.123456 123456789.123 1.0e-7 (2.675 * 100) ];
       in {
-        noise = map (v: c v == 0.3) [ (0.1 + 0.2) (0.1 * 3) combinedCpu ];
-        ints = map (v: let x = c v; in { inherit x; int = isInt x; }) [ 123456789 10000000000000000 1234567.0 (1.5 * 2) ];
+        texts = map text floats;
+        readBack = map (v: builtins.fromJSON (text v) == v) floats;
+        combined = builtins.fromJSON combined.json == combined.config && combined.config.task.resources.cpu == 0.1 + 0.2;
+        ints = map (v: let x = (j v).config.task.resources.cpu; in { inherit x; int = isInt x; }) [ 123456789 10000000000000000 1234567.0 (1.5 * 2) ];
       })
       {
-        noise = [ true true true ];
+        texts = [ "0.1234567" "1234.5678" "0.3333333333333333" "0.30000000000000004" "2.0000001" "100000.5" "99.123456" "123456789.123" "0.0000001" "267.5" ];
+        readBack = [ true true true true true true true true true true ];
+        combined = true;
         ints = [ { x = 123456789; int = true; } { x = 10000000000000000; int = true; } { x = 1234567; int = true; } { x = 3; int = true; } ];
       };
 
