@@ -22,7 +22,7 @@ let
     derivation elem elemAt filter floor foldl' genList hasAttr head
     intersectAttrs isAttrs isBool isFloat isFunction isInt isList isPath
     isString length listToAttrs mapAttrs match removeAttrs replaceStrings
-    split stringLength substring toJSON typeOf;
+    split stringLength substring tail toJSON typeOf all;
 
   # ---- Small helpers (nixpkgs' lib is not available) ----
 
@@ -49,62 +49,108 @@ let
 
   # ---- Numbers ----
   #
-  # Nix 2.8's toJSON prints a float with 6 significant digits and an
-  # integral one as an integer (`2`); since 2.12 it prints the shortest text
-  # that reads back as the same double, and `2.0`. The two agree on integers
-  # and on the double nearest to a non-integral decimal of at most 6
-  # significant digits, so every float is turned into one of those before it
-  # reaches the JSON, with float arithmetic that every version computes
-  # alike (toString cannot help: it prints "%f" on every version).
+  # Nix 2.8's toJSON prints a float with 6 significant digits (0.1234567
+  # becomes 0.123457) and an integral one as an integer; since 2.12 it
+  # prints the shortest text that reads back as the same double, and `2.0`.
+  # So the library writes the JSON's numbers itself (jsonText): integers
+  # and integral floats as integers, other floats as a decimal that reads
+  # back as exactly the author's double, computed with integer and float
+  # arithmetic that every version does alike (toString cannot help: it
+  # prints "%f"). The same JSON comes out of every Nix.
 
   # 10^n as a float, exact for n <= 22 (every factor and product is).
   pow10 = n: foldl' (acc: _: acc * 10.0) 1.0 (genList (i: i) n);
-  # a * 10^k in one correctly rounded operation.
-  scale10 = a: k: if k >= 0 then a * pow10 k else a / pow10 (0 - k);
-  # Below 1e-15 the scaling would need inexact powers of ten; at 1e15 and
-  # above floor would leave the range where every integer is a double.
+  # 2^n as an integer, for 0 <= n <= 62.
+  pow2 = n: foldl' (acc: _: acc * 2) 1 (genList (i: i) n);
+  # Below 1e-15 and from 1e15 on, floats are refused: this range keeps
+  # every step below exact, and integral floats within int64.
   inNumberRange = a: a == 0 || (a >= 1.0e-15 && a < 1.0e15);
 
-  # For a number in range: { value; exact; }. `value` is v as an integer
-  # if v is integral, else v rounded to 6 significant digits (an integer
-  # again if that is integral, else the nearest double); `exact` says that
-  # v had at most 6 significant digits. A difference below 1e-6 at the scale
-  # of 6 integral digits (a relative 1e-12 or less) is float noise, so that
-  # 0.1 + 0.2 counts as 0.3.
-  roundNumber = v:
+  # The decimal text of a non-integral float in range. a = M / 2^s
+  # exactly (M < 2^53, found by doublings, which are exact); its decimal
+  # digits come from exact integer long division (the remainder kept as
+  # hi * 2^31 + lo, so that nothing overflows 64 bits). The text is the
+  # shortest correctly rounded prefix, of n <= 16 significant digits, that
+  # reads back as a (checked with one correctly rounded float operation,
+  # which is what a JSON parser computes), else 17 digits, which always do.
+  floatText = v:
     let
       a = abs v;
-      negate = x: if v < 0 then 0 - x else x;
-      up = k: if scale10 a k < 100000.0 then up (k + 1) else k;
-      down = k: if scale10 a k >= 1000000.0 then down (k - 1) else k;
-      k0 = if a < 100000.0 then up 0 else down 0;
-      s = scale10 a k0;
-      m0 = floor (s + 0.5);
-      # 999999.7 rounds up to a seventh digit.
-      carry = m0 >= 1000000;
-      m = if carry then m0 / 10 else m0;
-      k = if carry then k0 - 1 else k0;
-      intPow10 = n: foldl' (acc: _: acc * 10) 1 (genList (i: i) n);
-      # m has 6 digits, so only k <= 5 can divide it (and 10^k overflows
-      # 64 bits from k = 19, which newer Nix refuses).
-      integral = k <= 0 || (k <= 5 && m - m / intPow10 k * intPow10 k == 0);
-      d = s - m0;
+      toMantissa = x: k: if x >= 4503599627370496.0 then { m = floor x; s = k; } else toMantissa (x * 2.0) (k + 1);
+      dec = toMantissa a 0;
+      M = dec.m;
+      s0 = dec.s;
+      B = 2147483648; # 2^31
+      I = if s0 <= 62 then M / pow2 s0 else 0;
+      r0 = if s0 <= 62 then M - I * pow2 s0 else M;
+      # One fraction digit: 10 * r / 2^s = 5 * r / 2^(s-1).
+      step = st:
+        let
+          lo5 = st.lo * 5;
+          hi5 = st.hi * 5 + lo5 / B;
+          lo = lo5 - lo5 / B * B;
+          t = st.s - 1;
+          big = t - 31;
+          d = if t >= 31 then (if big > 62 then 0 else hi5 / pow2 big) else (hi5 * B + lo) / pow2 t;
+        in
+        # s = 0: the expansion has ended (the remainder is 0).
+        if st.s == 0 then st // { digit = 0; }
+        else if t >= 31 then { digit = d; hi = if big > 62 then hi5 else hi5 - d * pow2 big; inherit lo; s = t; }
+        else { digit = d; hi = 0; lo = hi5 * B + lo - d * pow2 t; s = t; };
+      # 40 digits: up to 15 zeros after the point, 17 significant digits
+      # and the ones that decide the rounding.
+      run = foldl' (acc: _: let n = step acc.st; in { st = n; digits = acc.digits ++ [ n.digit ]; })
+        { st = { hi = r0 / B; lo = r0 - r0 / B * B; s = s0; }; digits = [ ]; } (genList (i: i) 40);
+      intDigits = if I == 0 then [ ] else map (i: fromDecimal (substring i 1 (toString I))) (genList (i: i) (stringLength (toString I)));
+      digits = intDigits ++ run.digits;
+      restNonZero = run.st.hi != 0 || run.st.lo != 0;
+      point = length intDigits; # digits before the decimal point
+      leadingZeros = n: if elemAt digits n == 0 then leadingZeros (n + 1) else n;
+      z0 = if I > 0 then 0 else leadingZeros 0;
+      # The first n significant digits, correctly rounded (half to even).
+      rounded = n:
+        let
+          prefix = foldl' (acc: i: acc * 10 + elemAt digits (z0 + i)) 0 (genList (i: i) n);
+          next = elemAt digits (z0 + n);
+          sticky = restNonZero || any (d: d != 0) (genList (i: elemAt digits (z0 + n + 1 + i)) (length digits - z0 - n - 1));
+          up = next > 5 || (next == 5 && (sticky || prefix - prefix / 2 * 2 == 1));
+        in { N = if up then prefix + 1 else prefix; E = point - z0 - n; };
+      readsBack = c:
+        c.N < 9007199254740992 && c.E <= 22 && c.E >= -22
+        && (if c.E >= 0 then (c.N + 0.0) * pow10 c.E else (c.N + 0.0) / pow10 (0 - c.E)) == a;
+      pick = n: let c = rounded n; in if n >= 17 || readsBack c then c else pick (n + 1);
+      best = pick 1;
+      # Drop trailing zeros, then place the point.
+      trim = c: if c.E < 0 && c.N - c.N / 10 * 10 == 0 then trim { N = c.N / 10; E = c.E + 1; } else c;
+      t = trim best;
+      ds = toString t.N;
+      len = stringLength ds;
+      zeros = n: concatStringsSep "" (genList (_: "0") n);
+      text =
+        if t.E >= 0 then ds + zeros t.E
+        else if len > 0 - t.E then substring 0 (len + t.E) ds + "." + substring (len + t.E) (0 - t.E) ds
+        else "0." + zeros (0 - t.E - len) + ds;
     in
-    if isInt v then { value = v; exact = true; }
-    else if a == 0 then { value = 0; exact = true; }
-    else if floor a == a then { value = negate (floor a); exact = true; }
-    else {
-      value = negate (if k <= 0 then m * intPow10 (0 - k)
-        else if integral then m / intPow10 k
-        else m / pow10 k);
-      exact = d < 0.000001 && d > -0.000001;
-    };
+    (if v < 0 then "-" else "") + text;
 
-  # How a number appears in messages: on every version alike, so a float
-  # that cannot reach the JSON is shown rounded to 6 significant digits.
+  # A number as the JSON writes it: integers and integral floats as
+  # integers, other floats exactly (floatText). Only for numbers in range.
+  numberText = v:
+    if isInt v then toJSON v
+    else if floor (abs v) == abs v then toJSON (if v < 0 then 0 - floor (abs v) else floor v)
+    else floatText v;
+
+  # How a number appears in messages: as the JSON would write it.
   showNumber = v:
-    if isInt v || inNumberRange (abs v) then toJSON (roundNumber v).value
+    if isInt v || inNumberRange (abs v) then numberText v
     else "out of range";
+
+  # builtins.toJSON, byte for byte, but with numberText for floats.
+  jsonText = v:
+    if isFloat v then numberText v
+    else if isAttrs v then "{" + concatStringsSep "," (map (k: "${toJSON k}:${jsonText v.${k}}") (attrNames v)) + "}"
+    else if isList v then "[" + concatStringsSep "," (map jsonText v) + "]"
+    else toJSON v;
 
   # Human description of a value, for "expected X, got Y".
   describe = v:
@@ -167,20 +213,15 @@ let
       else if isFloat v then ok (floor v)
       else fail path "expected a size in bytes (e.g. 512 * MB), got ${describe v}";
 
-    # The value is what the JSON will say, on every version of Nix (see
-    # roundNumber): integers stay, integral floats become integers, other
-    # floats must have at most 6 significant digits, as Nix 2.8 cannot print
-    # more. Rounding instead would make the job differ from what was
-    # written without a word: warnings scroll past in builds.
+    # Integers stay, integral floats become integers, other floats reach
+    # the JSON exactly (see floatText), on every version of Nix.
     float = path: v:
-      let n = roundNumber v; in
       if isInt v then ok v
       else if !isFloat v then fail path "expected a number, got ${describe v}"
       else if !inNumberRange (abs v) then
         fail path "expected a number between 1e-15 and 1e15 in size, or 0, got a float outside that range"
-      else if !n.exact then
-        fail path "the float ${showNumber v} (rounded) has more than 6 significant digits: Nix 2.8 prints only 6 in JSON and later versions print all, so the job would change with the Nix that builds it; write at most 6 (e.g. ${toJSON n.value})"
-      else ok n.value;
+      else if floor (abs v) == abs v then ok (if v < 0 then 0 - floor (abs v) else floor v)
+      else ok v;
 
     bool = path: v:
       if isBool v then ok v else fail path "expected true or false, got ${describe v}";
@@ -188,6 +229,21 @@ let
     enum = values: path: v:
       if isString v && elem v values then ok v
       else fail path "expected one of ${quoteList values}, got ${describe v}";
+
+    # Aurora's client looks the policy up with `value.upper()` in the
+    # thrift enum, so any case loads; the JSON carries the name it resolves
+    # to. Python's upper() maps two non-ASCII letters to ASCII ones, and
+    # they are mapped here too.
+    cronCollisionPolicy = path: v:
+      let
+        names = [ "KILL_EXISTING" "CANCEL_NEW" "RUN_OVERLAP" ];
+        upper = s: replaceStrings ([ "ı" "ſ" ] ++ lowerChars) ([ "I" "S" ] ++ upperChars) s;
+      in
+      if isString v && elem (upper v) names then ok (upper v)
+      else fail path ("expected one of ${quoteList names} (in any case, as Aurora's client upper-cases it), got ${describe v}"
+        + (if isString v && length (split "\\{\\{" v) > 1
+           then " (Aurora would accept a binding that interpolates to a policy name; nix-aurora needs the name itself, to check it at evaluation)"
+           else ""));
 
     listOf = elemType: path: v:
       if !isList v then fail path "expected a list, got ${describe v}"
@@ -255,8 +311,8 @@ let
         task = req (struct "Task");
         announce = opt (struct "Announcer");
         tier = opt string;
-        cron_schedule = opt string; # rejected by Job: cron jobs are not created
-        cron_collision_policy = def (enum [ "KILL_EXISTING" "CANCEL_NEW" "RUN_OVERLAP" ]) "KILL_EXISTING";
+        cron_schedule = opt string; # a cron job: `aurora cron schedule`, not `create`
+        cron_collision_policy = def cronCollisionPolicy "KILL_EXISTING";
         update_config = def (struct "UpdateConfig") (construct "UpdateConfig" { });
         constraints = opt stringMap;
         metadata = def (listOf (struct "Metadata")) [ ];
@@ -299,6 +355,8 @@ let
         min_duration = def int 5;
         final = def bool false;
         logger = opt (struct "Logger");
+        # Reserved by Thermos, unused; Aurora's schema has it, so it loads.
+        resources = opt (struct "Resources");
       };
     };
 
@@ -382,8 +440,8 @@ let
         in optional (n != 1) {
           inherit path;
           msg =
-            if n == 0 then "a health checker needs 'http' (HttpHealthChecker) or 'shell' (ShellHealthChecker)"
-            else "a health checker is either 'http' or 'shell', not both";
+            if n == 0 then "a health checker needs 'http' (HttpHealthChecker) or 'shell' (ShellHealthChecker): Aurora would accept neither, and its executor would then run an HTTP check with no endpoint on the health port; nix-aurora refuses it (write http = HttpHealthChecker { } for Aurora's default check)"
+            else "a health checker is either 'http' or 'shell', not both: Aurora would accept both, and its executor would run the shell check only; nix-aurora refuses it, as the http check would be ignored without a word (drop one)";
         };
     };
 
@@ -686,7 +744,7 @@ let
   # ---- Job-level rules ----
 
   bindingPattern = concatStringsSep "|" [
-    "thermos\\.ports\\[[A-Za-z0-9_-]+]"
+    "thermos\\.ports\\[[A-Za-z0-9_./-]+]"
     "thermos\\.task_id"
     "thermos\\.user"
     "mesos\\.instance"
@@ -703,13 +761,207 @@ let
   # The mustache references Thermos would try to bind in a cmdline.
   bindingsIn = s: map head (filter isList (split "\\{\\{([^{}]*)}}" s));
 
-  bindingErrors = path: cmdline:
+  # ---- Bindings: what Aurora's client does with {{mustache}} references ----
+  #
+  # pystachio interpolates every String of the job (struct fields, list
+  # elements, map keys and values), so each is checked here, on the JSON as
+  # Aurora reads it (init processes and filled-in defaults included). A
+  # reference is bound if pystachio's scoping finds it: from the innermost
+  # struct outwards, each struct's own fields (and `self.FIELD`), then its
+  # parents', with `super.` stepping out, then the client's standard
+  # bindings (mesos.role, mesos.cluster, thermos.user). Node bindings are
+  # left for the executor: thermos.task_id, mesos.instance, mesos.hostname
+  # and thermos.ports[NAME] (in the task exactly that form; Thermos also
+  # binds thermos.user there). Refs into a Choice (container, sla_policy,
+  # update_strategy) are not found: a Choice is not namable. `{{&x}}` is
+  # left as `{{x}}` by the client's first pass, which the task's check then
+  # binds, so in the task x must be bound then (without the standard
+  # bindings); elsewhere it is not checked.
+
+  # Fields that hold structs, lists and maps; every other field is a scalar.
+  refKinds =
+    let
+      s = name: { t = "struct"; inherit name; };
+      c = name: { t = "choice"; inherit name; };
+      l = elem: { t = "list"; inherit elem; };
+      m = { t = "map"; };
+      scalar = { t = "scalar"; };
+    in {
+      Job = {
+        task = s "Task"; announce = s "Announcer"; update_config = s "UpdateConfig";
+        constraints = m; metadata = l (s "Metadata"); health_check_config = s "HealthCheckConfig";
+        lifecycle = s "LifecycleConfig"; task_links = m; executor_config = s "ExecutorConfig";
+        partition_policy = s "PartitionPolicy"; sla_policy = c "SlaPolicy"; container = c "Container";
+      };
+      Task = { processes = l (s "Process"); constraints = l (s "Constraint"); resources = s "Resources"; };
+      Process = { logger = s "Logger"; resources = s "Resources"; };
+      Constraint.order = l scalar;
+      Logger.rotate = s "RotatePolicy";
+      UpdateConfig.update_strategy = c "QueueUpdateStrategy";
+      HealthCheckConfig.health_checker = s "HealthCheckerConfig";
+      HealthCheckerConfig = { http = s "HttpHealthChecker"; shell = s "ShellHealthChecker"; };
+      LifecycleConfig.http = s "HttpLifecycleConfig";
+      Announcer.portmap = m;
+      Container.docker = s "Docker";
+      Docker.parameters = l (s "Parameter");
+    };
+  kindOf = name: field: refKinds.${name}.${field} or { t = "scalar"; };
+
+  # pystachio's MustacheParser: {{REF}}, or {{&REF}} (and {{&REF&}}), which
+  # it emits as {{REF}} instead of interpolating it.
+  mustaches = s:
     map
-      (ref: {
-        inherit path;
-        msg = "unknown binding '{{${ref}}}': Aurora rejects a job whose cmdline has unbound references; known bindings are ${knownBindings}";
-      })
-      (filter (ref: match bindingPattern ref == null) (unique (bindingsIn cmdline)));
+      (m:
+        let
+          c = head m;
+          alias = hasPrefix "&" c && stringLength c > 1;
+          a = if alias then substring 1 (stringLength c - 1) c else c;
+          addr = if alias && stringLength a > 1 && substring (stringLength a - 1) 1 a == "&"
+            then substring 0 (stringLength a - 1) a else a;
+        in { inherit alias addr; text = "{{${c}}}"; })
+      (filter isList (split "\\{\\{([^{}]+)}}" s));
+
+  # pystachio's Ref.from_address (ASCII \w, as on Aurora's Python 2):
+  # .NAME or [INDEX] components; null if the address is invalid.
+  parseRef = addr:
+    let
+      full = if hasPrefix "[" addr || hasPrefix "." addr then addr else ".${addr}";
+      parts = split "(\\.[A-Za-z_][A-Za-z0-9_]*|\\[[A-Za-z0-9_./-]+])" full;
+      texts = filter isString parts;
+      comps = map
+        (m: let c = head m; in
+          if hasPrefix "." c then { deref = substring 1 (stringLength c - 1) c; }
+          else { index = substring 1 (stringLength c - 2) c; })
+        (filter isList parts);
+    in
+    if addr == "" || match "[A-Za-z_.[].*" addr == null || any (t: t != "") texts then null
+    else comps;
+
+  isDeref = name: comp: (comp.deref or null) == name;
+  refIs = names: comps: length comps == length names
+    && all (i: isDeref (elemAt names i) (elemAt comps i)) (genList (i: i) (length names));
+
+  # Struct.find / List.find / Map.find: is `comps` found in value v of kind k?
+  findValue = kind: v: comps:
+    if comps == [ ] then true
+    else
+      let h = head comps; rest = tail comps; in
+      if kind.t == "struct" then
+        h ? deref && isAttrs v && v ? ${h.deref}
+        && findValue (kindOf kind.name h.deref) v.${h.deref} rest
+      else if kind.t == "list" then
+        let
+          neg = h ? index && hasPrefix "-" h.index;
+          digits = if neg then substring 1 (stringLength h.index) h.index else h.index or "";
+          n0 = if h ? index && match "[0-9]+" digits != null then fromDecimal digits else null;
+          # Python's list[-1] is the last element.
+          i = if n0 == null then null else if neg then length v - n0 else n0;
+        in
+        i != null && i >= 0 && i < length v && findValue kind.elem (elemAt v i) rest
+      else if kind.t == "map" then
+        h ? index && v ? ${h.index} && rest == [ ]
+      else false; # scalars and Choices are not namable
+
+  # "007" -> 7 (fromJSON refuses leading zeros); null beyond 18 digits,
+  # where a list index is out of range anyway.
+  fromDecimal = d:
+    let value = { "0" = 0; "1" = 1; "2" = 2; "3" = 3; "4" = 4; "5" = 5; "6" = 6; "7" = 7; "8" = 8; "9" = 9; };
+    in if stringLength d > 18 then null
+    else foldl' (acc: i: acc * 10 + value.${substring i 1 d}) 0 (genList (i: i) (stringLength d));
+
+  # The client's standard bindings and its MesosContext (instance and
+  # hostname are not set yet, so only `mesos` itself is found there).
+  inStandardBindings = comps:
+    refIs [ "mesos" ] comps || refIs [ "mesos" "role" ] comps
+    || refIs [ "mesos" "cluster" ] comps || refIs [ "thermos" "user" ] comps;
+
+  # Struct.scopes(): the innermost struct's `self` and fields, then the
+  # parents' scopes, then those again under `super`. `chain` is innermost
+  # first; `envs` says whether the standard bindings are in scope.
+  findInScope = envs: chain: comps:
+    let
+      s = head chain;
+      parent = tail chain;
+      h = head comps;
+      rest = tail comps;
+      inEnvs = c: envs && inStandardBindings c;
+    in
+    (isDeref "self" h && rest != [ ] && findValue s.kind s.value rest)
+    || findValue s.kind s.value comps
+    || (if parent == [ ] then inEnvs comps || (isDeref "super" h && rest != [ ] && inEnvs rest)
+        else findInScope envs parent comps
+          || (isDeref "super" h && (rest == [ ] || findInScope envs parent rest)));
+
+  boundMessage = inTask: ref:
+    if inTask then "Aurora refuses it (\"Unexpected unbound refs: ${ref}. Make sure you are not nesting template variables.\")"
+    else "Aurora refuses it (\"Config contains unbound variables: ${ref}\")";
+  refHint = "a reference names a field in scope (e.g. {{name}}, {{role}}, {{cluster}}, {{environment}}, {{instances}}, {{task.name}}, {{processes[0].name}}, {{task.resources.cpu}}) or a node binding ({{thermos.ports[NAME]}}, {{thermos.task_id}}, {{thermos.user}}, {{mesos.instance}}, {{mesos.hostname}})";
+
+  # The problems of one string at `path`, inside the task or not.
+  stringBindingErrors = inTask: chain: path: str:
+    let
+      err = msg: [ { inherit path msg; } ];
+      check = m:
+        let
+          comps = parseRef m.addr;
+          portRest = if comps != null && length comps > 2 && refIs [ "thermos" "ports" ] (genList (i: elemAt comps i) 2)
+            then genList (i: elemAt comps (i + 2)) (length comps - 2) else null;
+          node = comps != null && (refIs [ "thermos" "task_id" ] comps || refIs [ "mesos" "instance" ] comps || refIs [ "mesos" "hostname" ] comps);
+          # The task's check after the client's pass: Thermos's bindings.
+          thermos = comps != null && (refIs [ "thermos" ] comps || refIs [ "thermos" "user" ] comps || refIs [ "thermos" "ports" ] comps);
+          ref = "{{${m.addr}}}";
+          unbound = err ("unknown binding '${m.text}'"
+            + (if m.alias then " (Aurora's client leaves it as ${ref}, which the task's check binds without the client's standard bindings)" else "")
+            + ": ${boundMessage inTask ref}; ${refHint}");
+        in
+        if m.alias && !inTask then [ ]
+        else if comps == null then
+          err "'${m.text}' is not a reference pystachio can parse (parts NAME, .NAME or [INDEX], INDEX of letters, digits and _ - . /), so Aurora fails to load the job"
+        else if portRest != null then
+          (if !inTask then [ ]
+          else if !((head portRest) ? index) then
+            err "'${m.text}': a port is written {{thermos.ports[NAME]}}; Aurora refuses the task (\"Bad port specification\")"
+          else if length portRest > 1 then unbound
+          else [ ])
+        else if node then [ ]
+        else if findInScope (!m.alias) chain comps then [ ]
+        else if m.alias && thermos then [ ]
+        else unbound;
+      nested = filter isList (split "(\\{\\{[^{}]*\\{\\{[^{}]+}}[^{}]*}})" str);
+    in
+    if !(isString str) || length (split "\\{\\{" str) == 1 then [ ]
+    else
+      map (n: { inherit path; msg = "nested references '${head n}': Aurora binds the inner one only, then refuses the outer one (\"Unexpected unbound refs: ... Make sure you are not nesting template variables.\")"; }) nested
+      ++ concatMap check (mustaches str);
+
+  # Every string of a normalised struct `v` of schema `name`, with its
+  # scope chain. `at` maps a path of the JSON to the path reported.
+  structBindingErrors = report: inTask: name: v: chain: path:
+    let
+      here = [ { kind = { t = "struct"; inherit name; }; value = v; } ] ++ chain;
+      field = k:
+        let
+          x = v.${k};
+          kind = kindOf name k;
+          p = at path k;
+          task = inTask || (chain == [ ] && k == "task");
+        in
+        valueBindingErrors report task kind x here p;
+    in
+    concatMap field (attrNames v);
+
+  valueBindingErrors = report: inTask: kind: x: chain: path:
+    if kind.t == "struct" || kind.t == "choice" then
+      (if isAttrs x then structBindingErrors report inTask kind.name x chain path else [ ])
+    else if kind.t == "list" then
+      concatLists (imap0 (i: e: valueBindingErrors report inTask kind.elem e chain (atIndex path i)) x)
+    else if kind.t == "map" then
+      concatMap
+        (k: stringBindingErrors inTask chain (report (at path k)) k
+          ++ stringBindingErrors inTask chain (report (at path k)) x.${k})
+        (attrNames x)
+    else if isString x then stringBindingErrors inTask chain (report path) x
+    else [ ];
 
   # Names of roles, environments and jobs: Python's ^[\w\-\.]+$ in ASCII.
   identErrors = path: what: note: v:
@@ -723,7 +975,7 @@ let
     };
 
   nonNegative = path: v:
-    optional (v < 0) { inherit path; msg = "must not be negative, got ${toJSON v}"; };
+    optional (v < 0) { inherit path; msg = "must not be negative, got ${showNumber v}"; };
 
   # Thermos's planner rules, on the final process list and constraints
   # (each `{ path; order; }`), so the init processes are checked too.
@@ -746,7 +998,10 @@ let
         if o == [ ] then
           err "an order constraint needs at least one process name (Thermos rejects an empty one)"
         else if unknown != [ ] then
-          err "names unknown ${plural (length unknown) "process"} ${quoteList unknown} (the task's processes are ${quoteList names})"
+          err ("names unknown ${plural (length unknown) "process"} ${quoteList unknown} (the task's processes are ${quoteList names})"
+            + (if length unknown == length (unique o)
+               then ": Thermos would ignore an order that names no process of the task, but nix-aurora refuses it, as it most likely misspells a name and would order nothing"
+               else ""))
         else if finals != [ ] && regulars != [ ] then
           err "mixes final ${plural (length finals) "process"} ${quoteList finals} with regular ${plural (length regulars) "process"} ${quoteList regulars}; Thermos plans the two kinds separately, so an order must name only one kind"
         else
@@ -790,6 +1045,8 @@ let
   # there are final processes, a final `nix_init_final` does the same for
   # them. Each word but a plain-path command is single-quoted for bash; NAME
   # is a process name, which cannot contain '/', so the first "=/" splits.
+  # A job with a cron_schedule is a cron job, for `aurora cron schedule`
+  # (`aurora job create` refuses it); it cannot be a service.
   # The result is a derivation with passthru `config` (the JSON as Nix),
   # `json` (the file's exact content) and `roots` (process name -> root).
 
@@ -851,7 +1108,7 @@ let
         }
         ++ optional (processes == [ ]) {
           path = "task.processes";
-          msg = "a task needs at least one process";
+          msg = "a task needs at least one process: Aurora would load an empty list, but the task would run nothing; nix-aurora refuses it (the job's default name is its first process's, too)";
         }
         ++ (if processes == [ ] then [ ] else identErrors "name" "job name" nameNote jobName)
         ++ concatLists (imap0
@@ -866,7 +1123,7 @@ let
             }
             ++ optional (earlier != [ ]) {
               inherit path;
-              msg = "duplicate process name '${p.name}' (also task.processes[${toString (head earlier)}])";
+              msg = "duplicate process name '${p.name}' (also task.processes[${toString (head earlier)}]): Aurora would load the job and keep only the last process of that name; nix-aurora refuses it, as the others would be dropped without a word";
             }
             ++ optional (elem p.name reserved) {
               inherit path;
@@ -880,9 +1137,17 @@ let
       dedicated = (job.constraints or { }) ? dedicated;
       minFailures = job.instances * 2 / 100; # floor(2% of instances), as Aurora's client
       valueErrors =
-        optional (job ? cron_schedule) {
+        optional (job.service && job ? cron_schedule) {
           path = "cron_schedule";
-          msg = "cron jobs are not created with 'aurora job create' but scheduled with 'aurora cron schedule'; nix-aurora builds jobs for create, so remove cron_schedule";
+          msg = "a service (service = true) cannot have a cron schedule: the Aurora scheduler refuses it (\"A service task may not be run on a cron schedule\"); drop one of them";
+        }
+        ++ optional ((job.cron_schedule or null) == "") {
+          path = "cron_schedule";
+          msg = "must not be empty: 'aurora cron schedule' sends it and the scheduler refuses it (\"Job has an empty cron schedule.\"); remove it for a job that is not a cron job";
+        }
+        ++ optional (job ? cron_schedule && job.cron_collision_policy == "RUN_OVERLAP") {
+          path = "cron_collision_policy";
+          msg = "RUN_OVERLAP is accepted by Aurora's client, but the scheduler refuses a cron job with it (\"The RUN_OVERLAP collision policy has been removed (AURORA-38).\"): use KILL_EXISTING or CANCEL_NEW";
         }
         ++ optional (job.instances < 1) {
           path = "instances";
@@ -890,7 +1155,7 @@ let
         }
         ++ optional (resources.cpu <= 0) {
           path = "task.resources.cpu";
-          msg = "cpu must be greater than 0, got ${toJSON resources.cpu}";
+          msg = "cpu must be greater than 0, got ${showNumber resources.cpu}";
         }
         ++ concatMap
           (dim: optional (resources.${dim} < MB) {
@@ -898,7 +1163,10 @@ let
             msg = "${dim} must be at least 1 MiB (${toString MB} bytes), got ${toJSON resources.${dim}} bytes: Aurora divides it by MiB and rejects 0 (write e.g. 64 * MB)";
           })
           [ "ram" "disk" ]
-        ++ nonNegative "task.resources.gpu" resources.gpu
+        ++ optional (resources.gpu < 0) {
+          path = "task.resources.gpu";
+          msg = "must not be negative, got ${toJSON resources.gpu}: Aurora's client and scheduler do not check it, but nix-aurora refuses it, as a negative number of GPUs means nothing";
+        }
         ++ optional (update.max_total_failures >= job.instances) {
           path = "update_config.max_total_failures";
           msg = "must be less than instances (${toString job.instances}), got ${toJSON update.max_total_failures}: use at most ${toString (job.instances - 1)}";
@@ -909,13 +1177,17 @@ let
         }
         ++ optional (update.batch_size < 1) {
           path = "update_config.batch_size";
-          msg = "must be at least 1, got ${toJSON update.batch_size}";
+          msg = "must be at least 1, got ${toJSON update.batch_size}: 'aurora job create' does not read update_config and would accept it, but 'aurora update start' refuses it (\"Batch size should be greater than 0\"), so nix-aurora refuses it now";
         }
         ++ nonNegative "update_config.watch_secs" update.watch_secs
         ++ nonNegative "health_check_config.initial_interval_secs" health.initial_interval_secs
         ++ nonNegative "health_check_config.interval_secs" health.interval_secs
-        ++ nonNegative "health_check_config.timeout_secs" health.timeout_secs
+        ++ optional (health.timeout_secs < 0) {
+          path = "health_check_config.timeout_secs";
+          msg = "must not be negative, got ${showNumber health.timeout_secs}: Aurora's client does not check it and would accept it, but nix-aurora refuses it, as a negative timeout means nothing to the executor's health checks";
+        }
         ++ nonNegative "health_check_config.max_consecutive_failures" health.max_consecutive_failures
+        ++ nonNegative "health_check_config.min_consecutive_successes" health.min_consecutive_successes
         ++ (if job ? announce && !dedicated then
           concatMap
             (port: optional (match "[0-9]+" job.announce.portmap.${port} != null) {
@@ -924,10 +1196,23 @@ let
             })
             (attrNames job.announce.portmap)
         else [ ])
-        ++ concatLists (imap0
-          (i: p: bindingErrors "task.processes[${toString i}].cmdline" p.cmdline)
-          processes)
-        ++ concatMap (p: bindingErrors "nixInit" p.cmdline) initProcesses;
+        ++ structBindingErrors reportPath false "Job" config [ ] "";
+
+      # A path of the JSON as the user wrote it: the init processes and
+      # their constraints are nixInit's, and the user's processes come
+      # after the init processes.
+      nInit = length initProcesses;
+      nUserConstraints = length task.constraints;
+      reportPath = p:
+        let
+          proc = match "task\\.processes\\[([0-9]+)](.*)" p;
+          cons = match "task\\.constraints\\[([0-9]+)](.*)" p;
+          i = fromDecimal (head proc);
+        in
+        if proc != null then
+          (if i < nInit then "nixInit" else "task.processes[${toString (i - nInit)}]${elemAt proc 1}")
+        else if cons != null && fromDecimal (head cons) >= nUserConstraints then "nixInit"
+        else p;
 
       # The init processes: one per kind (regular, final) that has processes.
       rootKey = "${job.cluster}-${job.role}-${job.environment}-${jobName}";
@@ -986,7 +1271,7 @@ let
           constraints = allConstraints;
         };
       };
-      json = toJSON config;
+      json = jsonText config;
 
       drv = derivation {
         name = substring 0 202 (storeName "aurora-job-${rootKey}") + ".json";

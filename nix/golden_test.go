@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -93,6 +94,33 @@ func TestGoldenJSON(t *testing.T) {
 		for _, e := range entries {
 			if _, ok := docs[strings.TrimSuffix(e.Name(), ".json")]; !ok {
 				t.Errorf("%s has no job: remove it (or run -update)", filepath.Join(dir, e.Name()))
+			}
+		}
+	}
+}
+
+// TestNumbersReadBack checks that every float the library writes reads back
+// as the same double, in Nix and in Go, whatever Nix prints it.
+func TestNumbersReadBack(t *testing.T) {
+	testnix.Require(t)
+	t.Parallel()
+
+	var numbers struct {
+		Fields      string `json:"fields"`
+		NotReadBack []any  `json:"notReadBack"`
+	}
+	evalJSON(t, &numbers, "--strict", "nix/tests/numbers.nix")
+	if len(numbers.NotReadBack) != 0 {
+		t.Errorf("%d values do not read back as themselves: %v", len(numbers.NotReadBack), numbers.NotReadBack)
+	}
+	lines := strings.Split(strings.TrimSuffix(numbers.Fields, "\n"), "\n")
+	if len(lines) < 250 {
+		t.Fatalf("only %d lines of numbers", len(lines))
+	}
+	for _, line := range lines {
+		for _, text := range strings.Split(strings.Trim(line, "[]"), ",") {
+			if _, err := strconv.ParseFloat(text, 64); err != nil || strings.ContainsAny(text, "eE+") || strings.HasSuffix(text, ".0") {
+				t.Errorf("%q is not a plain JSON number: %v", text, err)
 			}
 		}
 	}

@@ -234,6 +234,7 @@ type example struct {
 var examples = []example{
 	{name: "hello_world"},
 	{name: "web_service"},
+	{name: "cron_report"},
 	{name: "python_hello_world", stubPkgs: true},
 	{name: "prometheus", stubPkgs: true},
 }
@@ -277,8 +278,11 @@ func TestExamples(t *testing.T) {
 			evalJSON(t, &roots, append([]string{file, "-A", "roots"}, args...)...)
 			checkRoots(t, processesOf(t, doc), roots)
 
-			if ex.name == "hello_world" {
+			switch ex.name {
+			case "hello_world":
 				runHelloWorld(t, processesOf(t, doc))
+			case "cron_report":
+				runCronReport(t, doc)
 			}
 		})
 	}
@@ -364,6 +368,58 @@ func runHelloWorld(t *testing.T, processes []process) {
 		return
 	}
 	t.Error("hello_world has no process named hello_world")
+}
+
+// runCronReport checks that the example is a cron job and runs its
+// processes in order as Thermos would, in one sandbox, with the node's
+// bindings filled in: the report must hold the heading from the store and
+// the facts of the run.
+func runCronReport(t *testing.T, doc []byte) {
+	t.Helper()
+	var job struct {
+		CronSchedule        string `json:"cron_schedule"`
+		CronCollisionPolicy string `json:"cron_collision_policy"`
+		Service             bool   `json:"service"`
+	}
+	if err := json.Unmarshal(doc, &job); err != nil {
+		t.Fatal(err)
+	}
+	if job.CronSchedule != "0 6 * * *" || job.CronCollisionPolicy != "CANCEL_NEW" || job.Service {
+		t.Errorf("cron_report: schedule %q, policy %q, service %v", job.CronSchedule, job.CronCollisionPolicy, job.Service)
+	}
+	sandbox := t.TempDir()
+	bind := strings.NewReplacer("{{thermos.task_id}}", "www-data-devel-cron_report-0-1234", "{{mesos.instance}}", "0")
+	ran := 0
+	for _, p := range processesOf(t, doc) {
+		if p.Name != "collect" && p.Name != "report" {
+			continue
+		}
+		ran++
+		cmd := exec.CommandContext(t.Context(), "/bin/bash", "-c", bind.Replace(p.Cmdline))
+		cmd.Dir = sandbox
+		cmd.Env = []string{"HOME=" + sandbox, "PATH=/usr/bin:/bin"}
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("running %s %q: %v\n%s", p.Name, p.Cmdline, err, out)
+		}
+	}
+	if ran != 2 {
+		t.Fatalf("cron_report ran %d of its processes collect and report", ran)
+	}
+	report, err := os.ReadFile(filepath.Join(sandbox, "report.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"Sandbox report (nix-aurora cron_report example)\n",
+		"  task_id    www-data-devel-cron_report-0-1234\n",
+		"  instance   0\n",
+		"  sandbox    " + sandbox + "\n",
+		"facts.txt",
+	} {
+		if !strings.Contains(string(report), want) {
+			t.Errorf("report.txt lacks %q:\n%s", want, report)
+		}
+	}
 }
 
 // TestTemplateFile checks what templateFile decides at evaluation: unknown

@@ -136,6 +136,28 @@ let
     task = Task { processes = [ (proc longName) ]; inherit resources; };
   });
 
+  # Process "a" sees its own fields (name, max_failures), then the task's
+  # (resources, processes), then the job's; self. and super. step in and
+  # out; a negative index counts from the end, as in Python.
+  scopedBindings = builtins.concatStringsSep " " [
+    "{{name}} {{self.name}} {{super.name}} {{max_failures}} {{resources.ram}} {{task.resources.cpu}}"
+    "{{processes[0].name}} {{processes[-1].name}} {{task.name}} {{instances}} {{cluster}} {{environment}}"
+    "{{announce.primary_port}} {{announce.portmap[aurora]}} {{constraints[host]}} {{update_config.batch_size}}"
+    "{{executor_config.name}} {{mesos.role}} {{mesos.cluster}} {{super}} {{super.super.role}} {{mesos}}"
+    "{{thermos.ports[http.admin/v2]}} {{thermos.task_id}} {{thermos.user}} {{mesos.instance}} {{mesos.hostname}}"
+    "{{&role}} {{&thermos.user}} {{&thermos.ports[http]}} {{&mesos.instance}}"
+  ];
+  bindingsJob = job {
+    contact = "{{role}}@example.org {{mesos.instance}} {{thermos.ports.admin}} {{&anything}}";
+    constraints = { host = "limit:1"; };
+    metadata = [ (Metadata { key = "{{cluster}}"; value = "{{key}} {{name}} {{super.role}}"; }) ];
+    announce = Announcer { zk_path = "/aurora/{{role}}/{{environment}}/{{name}}/{{primary_port}}"; };
+    health_check_config = HealthCheckConfig {
+      health_checker = HealthCheckerConfig { shell = ShellHealthChecker { shell_command = "check {{thermos.ports[health]}} {{name}} {{mesos.hostname}}"; }; };
+    };
+    task = Task { processes = [ (Process { name = "a"; cmdline = scopedBindings; }) (proc "b") ]; inherit resources; };
+  };
+
   allBindings = "run {{thermos.ports[http]}} {{thermos.ports[admin-2_x]}} {{thermos.task_id}} {{thermos.user}} {{mesos.instance}} {{mesos.hostname}} {{role}} {{cluster}} {{environment}} {{name}} {{task.name}} {{instances}}";
 
   # A cmdline over the kernel's 128 KiB limit for one environment variable.
@@ -326,19 +348,26 @@ in
       in { cpu = isInt c.task.resources.cpu; interval = isInt c.health_check_config.interval_secs; })
       { cpu = true; interval = true; };
 
-    # Float noise from arithmetic is dropped, so that the JSON says 0.3 on
-    # every Nix (2.12+ would print 0.30000000000000004); integers of any
-    # size and integral floats become integers.
-    numbersAreCanonical = case
+    # Floats reach the JSON exactly, on every Nix (2.8's toJSON would
+    # print 6 significant digits): the text reads back as the author's
+    # double, 0.1 + 0.2 included; integers of any size and integral floats
+    # become integers.
+    numbersAreExact = case
       (let
-        c = v: (job { task = Task { processes = [ (proc "a") ]; resources = resources // { cpu = v; }; }; }).config.task.resources.cpu;
-        combinedCpu = (withoutInit { task = Tasks.combine [ (t1 // { resources = resources // { cpu = 0.1; }; }) (t2 // { resources = resources // { cpu = 0.2; }; }) ]; }).config.task.resources.cpu;
+        j = v: job { task = Task { processes = [ (proc "a") ]; resources = resources // { cpu = v; }; }; };
+        text = v: let m = builtins.match ".*\"cpu\":([^,}]*).*" (j v).json; in head m;
+        combined = withoutInit { task = Tasks.combine [ (t1 // { resources = resources // { cpu = 0.1; }; }) (t2 // { resources = resources // { cpu = 0.2; }; }) ]; };
+        floats = [ 0.1234567 1234.5678 (1.0 / 3) (0.1 + 0.2) 2.0000001 100000.5 99.123456 123456789.123 1.0e-7 (2.675 * 100) ];
       in {
-        noise = map (v: c v == 0.3) [ (0.1 + 0.2) (0.1 * 3) combinedCpu ];
-        ints = map (v: let x = c v; in { inherit x; int = isInt x; }) [ 123456789 10000000000000000 1234567.0 (1.5 * 2) ];
+        texts = map text floats;
+        readBack = map (v: builtins.fromJSON (text v) == v) floats;
+        combined = builtins.fromJSON combined.json == combined.config && combined.config.task.resources.cpu == 0.1 + 0.2;
+        ints = map (v: let x = (j v).config.task.resources.cpu; in { inherit x; int = isInt x; }) [ 123456789 10000000000000000 1234567.0 (1.5 * 2) ];
       })
       {
-        noise = [ true true true ];
+        texts = [ "0.1234567" "1234.5678" "0.3333333333333333" "0.30000000000000004" "2.0000001" "100000.5" "99.123456" "123456789.123" "0.0000001" "267.5" ];
+        readBack = [ true true true true true true true true true true ];
+        combined = true;
         ints = [ { x = 123456789; int = true; } { x = 10000000000000000; int = true; } { x = 1234567; int = true; } { x = 3; int = true; } ];
       };
 
@@ -501,9 +530,46 @@ in
         checker.http = { endpoint = "/ready"; expected_response = "ok"; expected_response_code = 200; };
       };
 
+    # A cron job: Aurora's client upper-cases the policy (Python's upper()
+    # maps the dotless i and the long s to I and S).
+    cronJob = case
+      (map
+        (policy: let c = (job { task = Task { processes = [ (proc "a") ]; inherit resources; }; cron_schedule = "*/5 * * * *"; cron_collision_policy = policy; }).config;
+          in { inherit (c) cron_schedule cron_collision_policy service; })
+        [ "cancel_new" "Kill_Existing" "kıll_exıstıng" "cancel_new" ])
+      (map (p: { cron_schedule = "*/5 * * * *"; cron_collision_policy = p; service = false; })
+        [ "CANCEL_NEW" "KILL_EXISTING" "KILL_EXISTING" "CANCEL_NEW" ]);
+
+    # The scheduler refuses RUN_OVERLAP for cron jobs only.
+    runOverlapWithoutSchedule = case
+      (job { task = Task { processes = [ (proc "a") ]; inherit resources; }; cron_collision_policy = "RUN_OVERLAP"; }).config.cron_collision_policy
+      "RUN_OVERLAP";
+
+    # Reserved by Thermos and unused, but part of Aurora's schema.
+    processResources = case
+      (processNamed (simpleJob [ (Process { name = "a"; cmdline = "x"; resources = Resources { cpu = 0.5; ram = 16 * MB; disk = 1; }; }) ]).config "a").resources
+      { cpu = 0.5; ram = 16 * MB; disk = 1; gpu = 0; };
+
     knownBindingsAreAccepted = case
       (processNamed (simpleJob [ (Process { name = "a"; cmdline = allBindings; }) ]).config "a").cmdline
       allBindings;
+
+    # Every reference Aurora's client binds by pystachio's scoping, and the
+    # node bindings, in every kind of string of the job.
+    scopedBindingsAreAccepted = case
+      (let c = bindingsJob.config; in {
+        cmdline = (processNamed c "a").cmdline;
+        inherit (c) contact metadata;
+        shell = c.health_check_config.health_checker.shell.shell_command;
+        zk = c.announce.zk_path;
+      })
+      {
+        cmdline = scopedBindings;
+        contact = "{{role}}@example.org {{mesos.instance}} {{thermos.ports.admin}} {{&anything}}";
+        metadata = [ { key = "{{cluster}}"; value = "{{key}} {{name}} {{super.role}}"; } ];
+        shell = "check {{thermos.ports[health]}} {{name}} {{mesos.hostname}}";
+        zk = "/aurora/{{role}}/{{environment}}/{{name}}/{{primary_port}}";
+      };
 
     passthru = case
       { roots = attrNames withFinal.roots; jsonIsConfig = withFinal.json == toJSON withFinal.config; inherit (withFinal) name; }
@@ -528,5 +594,13 @@ in
     big = simpleJob [ (Process { name = "big"; cmdline = bigCmdline; }) ];
     multiline = simpleJob [ (Process { name = "lines"; cmdline = "echo one\necho 'two'\n\n  echo three\\n"; }) ];
     disabled = withoutInit { task = Task { processes = [ (proc "a") ]; inherit resources; }; };
+    cron = job {
+      cron_schedule = "30 2 * * 1-5";
+      cron_collision_policy = "cancel_new";
+      task = Task {
+        processes = [ (Process { name = "a"; cmdline = "echo a"; resources = Resources { cpu = 0.5; ram = 16 * MB; disk = 16 * MB; }; }) ];
+        inherit resources;
+      };
+    };
   };
 }

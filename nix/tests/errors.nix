@@ -6,7 +6,7 @@ let
   inherit (aurora)
     Job Service Task Process Resources order Tasks SequentialTask
     UpdateConfig HealthCheckConfig HealthCheckerConfig HttpHealthChecker
-    ShellHealthChecker Announcer Logger Docker MB GB;
+    ShellHealthChecker Announcer Logger Docker Metadata MB GB;
 
   base = { cluster = "devcluster"; role = "www-data"; environment = "devel"; name = "t"; };
   key = "aurora: job devcluster/www-data/devel/t: ";
@@ -87,35 +87,15 @@ in
     (job { task = Task { processes = [ (proc "a") ]; inherit resources; }; instances = 1.5; })
     [ "${key}instances: expected an integer, got the float 1.5" ];
 
-  # A float is shown as it would be printed on every Nix: rounded to 6
-  # significant digits, integral ones as integers.
+  # A float is shown as the JSON would write it on every Nix: exactly,
+  # integral ones as integers.
   instancesNotAnIntegerFloat = case
     (job { task = Task { processes = [ (proc "a") ]; inherit resources; }; instances = 2.0; })
     [ "${key}instances: expected an integer, got the float 2\n" ];
 
   instancesNotAnIntegerLongFloat = case
     (job { task = Task { processes = [ (proc "a") ]; inherit resources; }; instances = 1.0 / 3; })
-    [ "${key}instances: expected an integer, got the float 0.333333\n" ];
-
-  # Nix 2.8 rounds floats to 6 significant digits in JSON, newer Nix does
-  # not: a float with more digits would make the JSON differ between them.
-  cpuWithMoreThanSixDigits = case
-    (job { task = Task { processes = [ (proc "a") ]; resources = resources // { cpu = 1.0 / 3; }; }; })
-    [ "${key}task.resources.cpu: the float 0.333333 (rounded) has more than 6 significant digits: Nix 2.8 prints only 6 in JSON and later versions print all, so the job would change with the Nix that builds it; write at most 6 (e.g. 0.333333)" ];
-
-  floatFieldsWithMoreThanSixDigits = case
-    (job {
-      task = Task { processes = [ (proc "a") ]; resources = resources // { cpu = 1234.5678; }; };
-      health_check_config = HealthCheckConfig { initial_interval_secs = 0.1234567; interval_secs = 100000.5; timeout_secs = 2.0000001; };
-      sla_policy = { percentage = 99.123456; duration_secs = 60; };
-    })
-    [
-      "${key}task.resources.cpu: the float 1234.57 (rounded) has more than 6 significant digits"
-      "${key}health_check_config.initial_interval_secs: the float 0.123457 (rounded) has more than 6 significant digits"
-      "${key}health_check_config.interval_secs: the float 100001 (rounded) has more than 6 significant digits"
-      "${key}health_check_config.timeout_secs: the float 2 (rounded) has more than 6 significant digits"
-      "${key}sla_policy.percentage: the float 99.1235 (rounded) has more than 6 significant digits"
-    ];
+    [ "${key}instances: expected an integer, got the float 0.3333333333333333\n" ];
 
   floatsOutOfRange = case
     (job {
@@ -145,7 +125,7 @@ in
 
   badEnum = case
     (job { task = Task { processes = [ (proc "a") ]; inherit resources; }; cron_collision_policy = "KILL"; })
-    [ "${key}cron_collision_policy: expected one of 'KILL_EXISTING', 'CANCEL_NEW', 'RUN_OVERLAP', got the string \"KILL\"" ];
+    [ "${key}cron_collision_policy: expected one of 'KILL_EXISTING', 'CANCEL_NEW', 'RUN_OVERLAP' (in any case, as Aurora's client upper-cases it), got the string \"KILL\"\n" ];
 
   badLoggerDestination = case
     (taskJob [ (Process { name = "a"; cmdline = "x"; logger = Logger { destination = "syslog"; }; }) ] { })
@@ -166,11 +146,11 @@ in
         health_checker = HealthCheckerConfig { http = HttpHealthChecker { }; shell = ShellHealthChecker { shell_command = "true"; }; };
       };
     })
-    [ "${key}health_check_config.health_checker: a health checker is either 'http' or 'shell', not both" ];
+    [ "${key}health_check_config.health_checker: a health checker is either 'http' or 'shell', not both: Aurora would accept both, and its executor would run the shell check only; nix-aurora refuses it" ];
 
   healthCheckerNeither = case
     (job { task = Task { processes = [ (proc "a") ]; inherit resources; }; health_check_config = { health_checker = { }; }; })
-    [ "${key}health_check_config.health_checker: a health checker needs 'http' (HttpHealthChecker) or 'shell' (ShellHealthChecker)" ];
+    [ "${key}health_check_config.health_checker: a health checker needs 'http' (HttpHealthChecker) or 'shell' (ShellHealthChecker): Aurora would accept neither" "nix-aurora refuses it" ];
 
   sequentialTaskWithConstraints = case
     (job { task = SequentialTask { processes = [ (proc "a") (proc "b") ]; constraints = order [ "b" "a" ]; inherit resources; }; })
@@ -215,7 +195,7 @@ in
 
   duplicateProcessName = case
     (taskJob [ (proc "a") (proc "b") (proc "a") ] { })
-    [ "${key}task.processes[2].name: duplicate process name 'a' (also task.processes[0])" ];
+    [ "${key}task.processes[2].name: duplicate process name 'a' (also task.processes[0]): Aurora would load the job and keep only the last process of that name; nix-aurora refuses it" ];
 
   reservedNixInit = case
     (taskJob [ (proc "a") (proc "nix_init") ] { })
@@ -227,7 +207,7 @@ in
 
   noProcesses = case
     (taskJob [ ] { })
-    [ "${key}task.processes: a task needs at least one process" ];
+    [ "${key}task.processes: a task needs at least one process: Aurora would load an empty list, but the task would run nothing; nix-aurora refuses it" ];
 
   # ---- resources ----
   zeroCpu = case
@@ -257,7 +237,7 @@ in
 
   zeroBatchSize = case
     (job { task = Task { processes = [ (proc "a") ]; inherit resources; }; update_config = { batch_size = 0; }; })
-    [ "${key}update_config.batch_size: must be at least 1, got 0" ];
+    [ "${key}update_config.batch_size: must be at least 1, got 0: 'aurora job create' does not read update_config and would accept it, but 'aurora update start' refuses it (\"Batch size should be greater than 0\")" ];
 
   negativeWatchSecs = case
     (job { task = Task { processes = [ (proc "a") ]; inherit resources; }; update_config = UpdateConfig { watch_secs = -1; }; })
@@ -270,6 +250,22 @@ in
       "${key}health_check_config.interval_secs: must not be negative, got -0.5"
     ];
 
+  # Aurora's client refuses these; the library says the same.
+  negativeHealthCheckCounts = case
+    (job { task = Task { processes = [ (proc "a") ]; inherit resources; }; health_check_config = HealthCheckConfig { max_consecutive_failures = -1; min_consecutive_successes = -1; }; })
+    [
+      "${key}health_check_config.max_consecutive_failures: must not be negative, got -1"
+      "${key}health_check_config.min_consecutive_successes: must not be negative, got -1"
+    ];
+
+  # Aurora does not check these: the message says so.
+  negativeTimeoutAndGpu = case
+    (job { task = Task { processes = [ (proc "a") ]; resources = resources // { gpu = -1; }; }; health_check_config = HealthCheckConfig { timeout_secs = -0.5; }; })
+    [
+      "${key}task.resources.gpu: must not be negative, got -1: Aurora's client and scheduler do not check it, but nix-aurora refuses it"
+      "${key}health_check_config.timeout_secs: must not be negative, got -0.5: Aurora's client does not check it and would accept it, but nix-aurora refuses it"
+    ];
+
   dedicatedNeedsFailureBudget = case
     (job { task = Task { processes = [ (proc "a") ]; inherit resources; }; instances = 100; constraints = { dedicated = "www-data/web"; }; })
     [ "${key}update_config.max_total_failures: a dedicated job with 100 instances must tolerate at least 2% of them failing: use at least 2" ];
@@ -278,13 +274,81 @@ in
     (job { task = Task { processes = [ (proc "a") ]; inherit resources; }; announce = Announcer { portmap = { aurora = "http"; https = "443"; }; }; })
     [ "${key}announce.portmap.https: static port 443 needs a dedicated job (constraints.dedicated)" ];
 
-  cronSchedule = case
-    (job { task = Task { processes = [ (proc "a") ]; inherit resources; }; cron_schedule = "*/5 * * * *"; })
-    [ "${key}cron_schedule: cron jobs are not created with 'aurora job create'" ];
+  # ---- cron jobs ----
+  serviceWithCronSchedule = case
+    (Service (base // { task = Task { processes = [ (proc "a") ]; inherit resources; }; cron_schedule = "*/5 * * * *"; }))
+    [ "${key}cron_schedule: a service (service = true) cannot have a cron schedule: the Aurora scheduler refuses it (\"A service task may not be run on a cron schedule\")" ];
 
+  emptyCronSchedule = case
+    (job { task = Task { processes = [ (proc "a") ]; inherit resources; }; cron_schedule = ""; })
+    [ "${key}cron_schedule: must not be empty" "(\"Job has an empty cron schedule.\")" ];
+
+  cronRunOverlap = case
+    (job { task = Task { processes = [ (proc "a") ]; inherit resources; }; cron_schedule = "0 * * * *"; cron_collision_policy = "run_overlap"; })
+    [ "${key}cron_collision_policy: RUN_OVERLAP is accepted by Aurora's client, but the scheduler refuses a cron job with it (\"The RUN_OVERLAP collision policy has been removed (AURORA-38).\")" ];
+
+  cronCollisionPolicyBinding = case
+    (job { task = Task { processes = [ (proc "a") ]; inherit resources; }; cron_schedule = "0 * * * *"; cron_collision_policy = "{{policy}}"; })
+    [ "${key}cron_collision_policy: expected one of 'KILL_EXISTING', 'CANCEL_NEW', 'RUN_OVERLAP' (in any case, as Aurora's client upper-cases it), got the string \"{{policy}}\" (Aurora would accept a binding that interpolates to a policy name" ];
+
+  # ---- bindings (every string of the job; Aurora's messages) ----
   unknownBinding = case
     (taskJob [ (proc "a") (Process { name = "b"; cmdline = "run --port {{thermos.ports[http]}} --shard {{mesos.instance}} --dc {{datacenter}}"; }) ] { })
-    [ "${key}task.processes[1].cmdline: unknown binding '{{datacenter}}'" ];
+    [ "${key}task.processes[1].cmdline: unknown binding '{{datacenter}}': Aurora refuses it (\"Unexpected unbound refs: {{datacenter}}. Make sure you are not nesting template variables.\")" ];
+
+  unknownBindingsOutsideTheTask = case
+    (job {
+      task = Task { processes = [ (proc "a") ]; inherit resources; };
+      contact = "{{owner}}@example.org";
+      metadata = [ (Metadata { key = "team"; value = "{{team}}"; }) ];
+      constraints = { "{{attr}}" = "limit:1"; };
+      announce = Announcer { zk_path = "/aurora/{{zone}}"; };
+      health_check_config = HealthCheckConfig { health_checker = HealthCheckerConfig { shell = ShellHealthChecker { shell_command = "check --dc {{datacenter}}"; }; }; };
+    })
+    [
+      "${key}contact: unknown binding '{{owner}}': Aurora refuses it (\"Config contains unbound variables: {{owner}}\")"
+      "${key}metadata[0].value: unknown binding '{{team}}'"
+      "${key}constraints.{{attr}}: unknown binding '{{attr}}'"
+      "${key}announce.zk_path: unknown binding '{{zone}}'"
+      "${key}health_check_config.health_checker.shell.shell_command: unknown binding '{{datacenter}}': Aurora refuses it (\"Config contains unbound variables: {{datacenter}}\")"
+    ];
+
+  # The JSON's task has nix_init, a and b: index 3 and -4 are out of range.
+  bindingsOutOfScope = case
+    (job {
+      task = Task {
+        processes = [ (Process { name = "a"; cmdline = "{{processes[3].name}} {{processes[-4].name}} {{container.docker.image}} {{self}} {{thermos}} {{thermos.ports}} {{thermos.ports[http].x}} {{super.super.super.role}}"; }) (proc "b") ];
+        inherit resources;
+      };
+      container = Docker { image = "debian:12"; };
+      contact = "{{super}}";
+    })
+    (map (r: "${key}task.processes[0].cmdline: unknown binding '${r}'") [
+      "{{processes[3].name}}" "{{processes[-4].name}}" "{{container.docker.image}}" "{{self}}"
+      "{{thermos}}" "{{thermos.ports}}" "{{thermos.ports[http].x}}" "{{super.super.super.role}}"
+    ] ++ [ "${key}contact: unknown binding '{{super}}'" ]);
+
+  aliasBindingInTask = case
+    (taskJob [ (Process { name = "a"; cmdline = "{{&mesos.role}} {{&nope}}"; }) ] { })
+    [
+      "${key}task.processes[0].cmdline: unknown binding '{{&mesos.role}}' (Aurora's client leaves it as {{mesos.role}}, which the task's check binds without the client's standard bindings): Aurora refuses it (\"Unexpected unbound refs: {{mesos.role}}."
+      "unknown binding '{{&nope}}'"
+    ];
+
+  badPortSpecification = case
+    (taskJob [ (Process { name = "a"; cmdline = "serve --port {{thermos.ports.http}}"; }) ] { })
+    [ "${key}task.processes[0].cmdline: '{{thermos.ports.http}}': a port is written {{thermos.ports[NAME]}}; Aurora refuses the task (\"Bad port specification\")" ];
+
+  unparsableReference = case
+    (taskJob [ (Process { name = "a"; cmdline = "awk '{{print $1}}' {{ name }}"; }) ] { })
+    [
+      "${key}task.processes[0].cmdline: '{{print $1}}' is not a reference pystachio can parse"
+      "${key}task.processes[0].cmdline: '{{ name }}' is not a reference pystachio can parse"
+    ];
+
+  nestedBindings = case
+    (taskJob [ (Process { name = "a"; cmdline = "echo {{processes[{{mesos.instance}}].name}}"; }) ] { })
+    [ "${key}task.processes[0].cmdline: nested references '{{processes[{{mesos.instance}}].name}}': Aurora binds the inner one only, then refuses the outer one (\"Unexpected unbound refs: ... Make sure you are not nesting template variables.\")" ];
 
   unknownBindingInNixInit = case
     (job { task = Task { processes = [ (proc "a") ]; inherit resources; }; nixInit.extraArgs = [ "--cache-dir={{sandbox}}" ]; })
@@ -297,11 +361,11 @@ in
   # ---- ordering ----
   orderMixesKnownAndUnknown = case
     (withOrder [ (proc "a") (proc "b") ] (order [ "a" "c" ]))
-    [ "${key}task.constraints[0].order: names unknown process 'c' (the task's processes are 'nix_init', 'a', 'b')" ];
+    [ "${key}task.constraints[0].order: names unknown process 'c' (the task's processes are 'nix_init', 'a', 'b')\n" ];
 
   orderOnlyUnknown = case
     (withOrder [ (proc "a") (proc "b") ] (order [ "a" "b" ] ++ order [ "x" "y" ]))
-    [ "${key}task.constraints[1].order: names unknown processes 'x', 'y'" ];
+    [ "${key}task.constraints[1].order: names unknown processes 'x', 'y' (the task's processes are 'nix_init', 'a', 'b'): Thermos would ignore an order that names no process of the task, but nix-aurora refuses it" ];
 
   orderMixesFinalAndRegular = case
     (withOrder [ (proc "a") (finalProc "f") ] (order [ "a" "f" ]))
