@@ -25,6 +25,7 @@ var examples = []example{
 	{dir: "examples/web_service"},
 	{dir: "examples/python_hello_world", args: noCache},
 	{dir: "examples/prometheus", args: noCache},
+	{dir: "examples/cron_report"},
 }
 
 func TestBuildExamples(t *testing.T) {
