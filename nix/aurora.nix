@@ -289,6 +289,12 @@ let
       in
       if matching == [ ] then
         fail path "expected CountSlaPolicy, PercentageSlaPolicy or CoordinatorSlaPolicy, got ${describe v}"
+      # Aurora's schema has all three, but its client never loads the first
+      # two from JSON: sla_policy is a pystachio Choice that tries
+      # CoordinatorSlaPolicy first, and the unknown attribute's error is not
+      # caught.
+      else if head matching != "CoordinatorSlaPolicy" then
+        fail path "Aurora's client cannot load a ${head matching} from JSON (its sla_policy tries CoordinatorSlaPolicy first and fails: 'Unknown schema attribute ${keyOf.${head matching}}'); use CoordinatorSlaPolicy"
       else normalize (head matching) path v;
   };
 

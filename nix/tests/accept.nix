@@ -57,7 +57,7 @@ let
     enable_hooks = true;
     task_links = { logs = "http://logs.example.org/%shard_id%"; };
     partition_policy = PartitionPolicy { delay_secs = 30; };
-    sla_policy = PercentageSlaPolicy { percentage = 95; duration_secs = 1800; };
+    sla_policy = CoordinatorSlaPolicy { coordinator_url = "http://coordinator:8080"; };
     container = Docker { image = "debian:12"; parameters = [ (Parameter { name = "network"; value = "host"; }) ]; };
     executor_config = ExecutorConfig { data = "{}"; };
     announce = Announcer { primary_port = "http"; portmap = { aurora = "http"; health = "http"; }; zk_path = "/aurora/t"; };
@@ -468,15 +468,11 @@ in
 
     slaPolicies = case
       (map (p: (job { task = Task { processes = [ (proc "a") ]; inherit resources; }; sla_policy = p; }).config.sla_policy) [
-        { count = 2; duration_secs = 60; }
-        (CountSlaPolicy { count = 1; duration_secs = 30; })
-        { percentage = 99.5; duration_secs = 600; }
+        { coordinator_url = "http://c:8080"; status_key = "maintenance"; }
         (CoordinatorSlaPolicy { coordinator_url = "http://coordinator:8080"; })
       ])
       [
-        { count = 2; duration_secs = 60; }
-        { count = 1; duration_secs = 30; }
-        { percentage = 99.5; duration_secs = 600; }
+        { coordinator_url = "http://c:8080"; status_key = "maintenance"; }
         { coordinator_url = "http://coordinator:8080"; status_key = "drain"; }
       ];
 
@@ -502,7 +498,7 @@ in
         enable_hooks = true;
         task_links = { logs = "http://logs.example.org/%shard_id%"; };
         partition_policy = { reschedule = true; delay_secs = 30; };
-        sla_policy = { percentage = 95; duration_secs = 1800; };
+        sla_policy = { coordinator_url = "http://coordinator:8080"; status_key = "drain"; };
         container.docker = { image = "debian:12"; parameters = [ { name = "network"; value = "host"; } ]; };
         executor_config = { name = "AuroraExecutor"; data = "{}"; };
         announce = { primary_port = "http"; portmap = { aurora = "http"; health = "http"; }; zk_path = "/aurora/t"; };

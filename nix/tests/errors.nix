@@ -6,7 +6,7 @@ let
   inherit (aurora)
     Job Service Task Process Resources order Tasks SequentialTask
     UpdateConfig HealthCheckConfig HealthCheckerConfig HttpHealthChecker
-    ShellHealthChecker Announcer Logger Docker Metadata MB GB;
+    ShellHealthChecker Announcer Logger Docker Metadata CountSlaPolicy MB GB;
 
   base = { cluster = "devcluster"; role = "www-data"; environment = "devel"; name = "t"; };
   key = "aurora: job devcluster/www-data/devel/t: ";
@@ -134,6 +134,15 @@ in
   dockerWithoutImage = case
     (job { task = Task { processes = [ (proc "a") ]; inherit resources; }; container = Docker { parameters = [ ]; }; })
     [ "${key}container.image: missing required attribute 'image' of Docker" ];
+
+  # Aurora's client never loads these two from JSON.
+  countSlaPolicy = case
+    (job { task = Task { processes = [ (proc "a") ]; inherit resources; }; sla_policy = CountSlaPolicy { count = 1; duration_secs = 30; }; })
+    [ "${key}sla_policy: Aurora's client cannot load a CountSlaPolicy from JSON (its sla_policy tries CoordinatorSlaPolicy first and fails: 'Unknown schema attribute count'); use CoordinatorSlaPolicy" ];
+
+  percentageSlaPolicy = case
+    (job { task = Task { processes = [ (proc "a") ]; inherit resources; }; sla_policy = { percentage = 99.5; duration_secs = 600; }; })
+    [ "${key}sla_policy: Aurora's client cannot load a PercentageSlaPolicy from JSON (its sla_policy tries CoordinatorSlaPolicy first and fails: 'Unknown schema attribute percentage'); use CoordinatorSlaPolicy" ];
 
   unknownSlaPolicy = case
     (job { task = Task { processes = [ (proc "a") ]; inherit resources; }; sla_policy = { minimum = 3; }; })

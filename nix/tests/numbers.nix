@@ -4,7 +4,7 @@
 # float's text must read back as the same double (TestNumbersReadBack).
 let
   aurora = import ../default.nix;
-  inherit (aurora) Job Task Process Resources HealthCheckConfig PercentageSlaPolicy MB;
+  inherit (aurora) Job Task Process Resources HealthCheckConfig MB;
   inherit (builtins) concatLists concatStringsSep filter foldl' genList map;
 
   # 10^n as a float, exact for the n used here.
@@ -35,7 +35,6 @@ let
       resources = Resources { cpu = if v > 0 then v else 1; ram = 64 * MB; disk = 64 * MB; };
     };
     health_check_config = HealthCheckConfig { initial_interval_secs = v; interval_secs = v; timeout_secs = v; };
-    sla_policy = PercentageSlaPolicy { percentage = v; duration_secs = 60; };
   };
 
   # The float fields as the job's JSON writes them, as one line.
@@ -43,7 +42,7 @@ let
     let
       json = (job v).json;
       field = name: builtins.head (builtins.match ".*\"${name}\":([^,}]*).*" json);
-    in map field [ "cpu" "initial_interval_secs" "interval_secs" "timeout_secs" "percentage" ];
+    in map field [ "cpu" "initial_interval_secs" "interval_secs" "timeout_secs" ];
   fields = v: "[" + concatStringsSep "," (texts v) + "]";
   values = decimals ++ integral ++ long ++ computed;
 in
