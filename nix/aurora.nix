@@ -196,6 +196,12 @@ let
   fail = path: msg: { value = null; errors = [ { inherit path msg; } ]; };
   at = path: key: if path == "" then key else "${path}.${key}";
   atIndex = path: i: "${path}[${toString i}]";
+  # Aurora's client would coerce a string ("3") or interpolate a binding
+  # ("{{instances}}") in a number's place; the library takes the number
+  # itself, so that the JSON holds the value Aurora uses and Nix computes.
+  notNumber = v:
+    if isString v then " (Aurora's client would take a string here, coerced or interpolated; the library takes the number itself, computed in Nix, so that the JSON holds the value Aurora uses)"
+    else "";
 
   types = rec {
     string = path: v:
@@ -204,7 +210,7 @@ let
         + (if isPath v || isDerivation v then " (interpolate it: \"\${...}\")" else ""));
 
     int = path: v:
-      if isInt v then ok v else fail path "expected an integer, got ${describe v}";
+      if isInt v then ok v else fail path "expected an integer, got ${describe v}${notNumber v}";
 
     # Sizes are bytes and must reach the JSON as integers: Nix prints floats
     # with 6 significant digits (1024 * 1024 * 1.0 becomes 1.04858e+06).
@@ -217,7 +223,7 @@ let
     # the JSON exactly (see floatText), on every version of Nix.
     float = path: v:
       if isInt v then ok v
-      else if !isFloat v then fail path "expected a number, got ${describe v}"
+      else if !isFloat v then fail path "expected a number, got ${describe v}${notNumber v}"
       else if !inNumberRange (abs v) then
         fail path "expected a number between 1e-15 and 1e15 in size, or 0, got a float outside that range"
       else if floor (abs v) == abs v then ok (if v < 0 then 0 - floor (abs v) else floor v)

@@ -87,6 +87,12 @@ in
     (job { task = Task { processes = [ (proc "a") ]; inherit resources; }; instances = 1.5; })
     [ "${key}instances: expected an integer, got the float 1.5" ];
 
+  # Aurora's client would interpolate or coerce a string here: the
+  # library says so, and why it takes the number.
+  priorityBinding = case
+    (job { task = Task { processes = [ (proc "a") ]; inherit resources; }; priority = "{{instances}}"; })
+    [ "${key}priority: expected an integer, got the string \"{{instances}}\" (Aurora's client would take a string here, coerced or interpolated; the library takes the number itself, computed in Nix, so that the JSON holds the value Aurora uses)" ];
+
   # A float is shown as the JSON would write it on every Nix: exactly,
   # integral ones as integers.
   instancesNotAnIntegerFloat = case
