@@ -131,3 +131,22 @@ func wantProblems(t testing.TB, got []Problem, want ...Problem) {
 }
 
 func p(path, message string) Problem { return Problem{Path: path, Message: message} }
+
+// wantAccepted checks that the base job with patch passes the client.
+func wantAccepted(t *testing.T, patch string) {
+	t.Helper()
+	if err := parseJob(t, patched(t, patch)).Validate(); err != nil {
+		t.Error(err)
+	}
+}
+
+// wantRejected checks that the client refuses the base job with patch,
+// with exactly the problems want.
+func wantRejected(t *testing.T, patch string, want ...Problem) {
+	t.Helper()
+	err := parseJob(t, patched(t, patch)).Validate()
+	if err == nil {
+		t.Fatal("Validate accepted it")
+	}
+	wantProblems(t, problemsOf(t, err, ErrClient), want...)
+}

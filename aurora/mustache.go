@@ -3,6 +3,7 @@ package aurora
 import (
 	"fmt"
 	"reflect"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -212,7 +213,11 @@ func (a *analysis) checkLeaf(n *mustache.Value) []string {
 		return append(msgs, "Failed to fully evaluate task: "+notOfType(n))
 	}
 	bound := a.bound.Value(n)
-	msgs = appendNew(msgs, bound.Errs...)
+	for _, m := range bound.Errs {
+		if !slices.Contains(msgs, m) {
+			msgs = append(msgs, m)
+		}
+	}
 	if len(bound.Unbound) > 0 {
 		left := make([]string, len(bound.Unbound))
 		for i, r := range bound.Unbound {
@@ -252,24 +257,6 @@ func pyQuote(s string) string {
 		return `"` + s + `"`
 	}
 	return "'" + strings.ReplaceAll(strings.ReplaceAll(s, `\`, `\\`), "'", `\'`) + "'"
-}
-
-func appendNew(list []string, msgs ...string) []string {
-	for _, m := range msgs {
-		if !contains(list, m) {
-			list = append(list, m)
-		}
-	}
-	return list
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // resolveTemplates sets each attribute written as a template to the value

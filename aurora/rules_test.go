@@ -27,10 +27,7 @@ func TestAuroraAccepts(t *testing.T) {
 		{"a coordinator SLA policy", `{"sla_policy": {"coordinator_url": "http://coordinator"}}`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			j := parseJob(t, patched(t, tc.patch))
-			if err := j.Validate(); err != nil {
-				t.Error(err)
-			}
+			wantAccepted(t, tc.patch)
 		})
 	}
 }
@@ -80,12 +77,7 @@ func TestAuroraRejects(t *testing.T) {
 			[]Problem{p("contact", "Config contains unbound variables: {{foo}}")}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			j := parseJob(t, patched(t, tc.patch))
-			err := j.Validate()
-			if err == nil {
-				t.Fatal("Validate accepted it")
-			}
-			wantProblems(t, problemsOf(t, err, ErrClient), tc.want...)
+			wantRejected(t, tc.patch, tc.want...)
 		})
 	}
 }

@@ -2,13 +2,14 @@ package aurora
 
 import (
 	"fmt"
-
-	"github.com/nix-aurora/nix-aurora/mustache"
 	"math"
 	"math/big"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
+
+	"github.com/nix-aurora/nix-aurora/mustache"
 )
 
 // Validate checks j against every rule by which `aurora job create
@@ -204,7 +205,7 @@ var cronCollisionPolicies = []string{"KILL_EXISTING", "CANCEL_NEW", "RUN_OVERLAP
 // the command differs (`aurora job create` refuses it, `aurora cron
 // schedule` takes it; see Job.IsCron).
 func (v *validator) cron() {
-	if p, ok := v.value("cron_collision_policy"); ok && !contains(cronCollisionPolicies, strings.ToUpper(p)) {
+	if p, ok := v.value("cron_collision_policy"); ok && !slices.Contains(cronCollisionPolicies, strings.ToUpper(p)) {
 		v.ps.add(v.at("cron_collision_policy"), "Invalid CronCollisionPolicy type: %s", p)
 	}
 }
@@ -377,11 +378,11 @@ func (v *validator) enums() {
 	}
 	for i := range v.j.Task.Processes {
 		base := index("task.processes", i) + ".logger"
-		if d, ok := v.value(base + ".destination"); ok && !contains(loggerDestinations, d) {
+		if d, ok := v.value(base + ".destination"); ok && !slices.Contains(loggerDestinations, d) {
 			v.ps.add(v.at(base+".destination"), "LoggerDestination only accepts the following values: %s",
 				strings.Join(loggerDestinations, ", "))
 		}
-		if m, ok := v.value(base + ".mode"); ok && !contains(loggerModes, m) {
+		if m, ok := v.value(base + ".mode"); ok && !slices.Contains(loggerModes, m) {
 			v.ps.add(v.at(base+".mode"), "LoggerMode only accepts the following values: %s",
 				strings.Join(loggerModes, ", "))
 		}

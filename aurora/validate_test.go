@@ -33,10 +33,7 @@ func TestValidateAccepts(t *testing.T) {
 		{"metadata", `{"metadata": [{"key": "k", "value": "{{role}}@{{cluster}}"}]}`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			j := parseJob(t, patched(t, tc.patch))
-			if err := j.Validate(); err != nil {
-				t.Error(err)
-			}
+			wantAccepted(t, tc.patch)
 		})
 	}
 }
@@ -164,12 +161,7 @@ func TestValidateRejects(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			j := parseJob(t, patched(t, tc.patch))
-			err := j.Validate()
-			if err == nil {
-				t.Fatal("Validate accepted it")
-			}
-			wantProblems(t, problemsOf(t, err, ErrClient), tc.want...)
+			wantRejected(t, tc.patch, tc.want...)
 		})
 	}
 }
