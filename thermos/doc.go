@@ -26,8 +26,13 @@
 //   - the stages of a task: ACTIVE, then CLEANING (SIGTERM to what still
 //     runs, SIGKILL when finalization_wait expires), then FINALIZING (the
 //     final processes, within what is left of finalization_wait), then
-//     SUCCESS, FAILED or KILLED. Cancelling the context kills the task as
-//     Thermos does: cleaning, then the final processes, and KILLED.
+//     SUCCESS, FAILED or KILLED;
+//   - the kill (cancelling the context), as the runner does it on the
+//     executor's SIGUSR1 (TaskRunner.kill): cleaning, then the final
+//     processes, and KILLED, all within a deadline of its own from the kill
+//     (Options.KillWait, Thermos' one minute) that replaces
+//     finalization_wait, even when the kill comes while cleaning or
+//     finalizing;
 //
 // What it must never do: run anything that is not a cmdline of the job (no
 // init, no health check, no hook of its own), write outside the sandbox, or

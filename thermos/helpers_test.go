@@ -164,3 +164,16 @@ func waitFor(t testing.TB, dir, name string) {
 	}
 	t.Errorf("%s did not appear within 10s", name)
 }
+
+// cancelWhen returns a context cancelled (a kill) once the file appears in
+// dir, or after 10s.
+func cancelWhen(t *testing.T, dir, name string) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	go func() {
+		defer cancel()
+		waitFor(t, dir, name)
+	}()
+	return ctx
+}

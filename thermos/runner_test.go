@@ -251,24 +251,20 @@ func TestFinalizationWait(t *testing.T) {
 			t.Errorf("hang (pid %d) still runs", pid)
 		}
 	})
-	t.Run("regular process ignoring SIGTERM", func(t *testing.T) {
+	t.Run("ephemeral process ignoring SIGTERM", func(t *testing.T) {
 		t.Parallel()
-		// The deadline passes while cleaning: SIGKILL, and no finalization.
+		// The regular processes are done; what still runs gets SIGTERM and
+		// finalization_wait to end: it passes while cleaning, so SIGKILL,
+		// and no finalization.
 		j := job(t, `{"finalization_wait": 1, "processes": [
-			{"name": "stubborn", "cmdline": "trap '' TERM; touch started; sleep 30"},
+			{"name": "main", "cmdline": "until [ -e ready ]; do sleep 0.01; done"},
+			{"name": "stubborn", "ephemeral": true, "cmdline": "trap '' TERM; touch ready; sleep 30"},
 			{"name": "final", "final": true, "cmdline": "touch final_ran"}]}`)
-		dir := t.TempDir()
-		ctx, cancel := context.WithCancel(context.Background())
-		defer cancel()
-		go func() {
-			waitFor(t, dir, "started")
-			cancel()
-		}()
 		start := time.Now()
-		res, _, err := runTask(t, ctx, j, Options{Sandbox: dir})
-		mustEnd(t, res, err, TaskKilled)
-		if d := time.Since(start); d > 4*time.Second {
-			t.Errorf("the task took %v", d)
+		res, dir, err := runTask(t, context.Background(), j, Options{KillWait: 20 * time.Second})
+		mustSucceed(t, res, err)
+		if d := time.Since(start); d < time.Second || d > 4*time.Second {
+			t.Errorf("the task took %v, want finalization_wait (1s)", d)
 		}
 		if p, _ := res.Process("stubborn"); p.State != ProcessKilled || p.Runs[0].ExitCode != -9 {
 			t.Errorf("stubborn: %+v, want KILLED by signal 9", p)
@@ -293,6 +289,73 @@ func TestFinalizationWait(t *testing.T) {
 		mustEnd(t, res, err, TaskKilled)
 		if d := time.Since(start); d > 3*time.Second {
 			t.Errorf("the task took %v after an abort", d)
+		}
+	})
+}
+
+func TestKillDeadline(t *testing.T) {
+	t.Parallel()
+	t.Run("late exit after SIGTERM", func(t *testing.T) {
+		t.Parallel()
+		// A kill gives the task KillWait, not finalization_wait: the server
+		// takes 2s to exit after SIGTERM, and the final process still runs.
+		j := job(t, `{"finalization_wait": 1, "processes": [
+			{"name": "server", "cmdline": "trap 'sleep 2; echo $EPOCHREALTIME > exited; exit 0' TERM; touch started; sleep 30 & wait"},
+			{"name": "cleanup", "final": true, "cmdline": "echo $EPOCHREALTIME > cleanup.start"}]}`)
+		dir := t.TempDir()
+		ctx := cancelWhen(t, dir, "started")
+		start := time.Now()
+		res, _, err := runTask(t, ctx, j, Options{Sandbox: dir, KillWait: 10 * time.Second})
+		mustEnd(t, res, err, TaskKilled)
+		if d := time.Since(start); d > 8*time.Second {
+			t.Errorf("the task took %v, want it done once the final process is", d)
+		}
+		if p, _ := res.Process("server"); p.State != ProcessSuccess {
+			t.Errorf("server: %+v, want SUCCESS (its trap exited 0)", p)
+		}
+		if !exists(dir, "exited") || !exists(dir, "cleanup.start") {
+			t.Fatalf("server exited: %v, cleanup ran: %v", exists(dir, "exited"), exists(dir, "cleanup.start"))
+		}
+		if exited, final := stamps(t, dir, "exited")[0], stamps(t, dir, "cleanup.start")[0]; !final.After(exited) {
+			t.Errorf("cleanup started %v, before the server exited at %v", final, exited)
+		}
+	})
+	t.Run("ignoring SIGTERM", func(t *testing.T) {
+		t.Parallel()
+		// The kill's deadline passes while cleaning: SIGKILL, and no
+		// finalization, however long finalization_wait is.
+		j := job(t, `{"finalization_wait": 30, "processes": [
+			{"name": "stubborn", "cmdline": "trap '' TERM; touch started; sleep 30"},
+			{"name": "final", "final": true, "cmdline": "touch final_ran"}]}`)
+		dir := t.TempDir()
+		ctx := cancelWhen(t, dir, "started")
+		start := time.Now()
+		res, _, err := runTask(t, ctx, j, Options{Sandbox: dir, KillWait: time.Second})
+		mustEnd(t, res, err, TaskKilled)
+		if d := time.Since(start); d < time.Second || d > 4*time.Second {
+			t.Errorf("the task took %v, want the kill's deadline (1s)", d)
+		}
+		if p, _ := res.Process("stubborn"); p.State != ProcessKilled || p.Runs[0].ExitCode != -9 {
+			t.Errorf("stubborn: %+v, want KILLED by signal 9", p)
+		}
+		if exists(dir, "final_ran") {
+			t.Errorf("the final process ran after the kill's deadline")
+		}
+	})
+	t.Run("while finalizing", func(t *testing.T) {
+		t.Parallel()
+		// A kill during finalization replaces what is left of
+		// finalization_wait (1s) by its own deadline: the final process,
+		// which needs 2s, completes.
+		j := job(t, `{"finalization_wait": 1, "processes": [
+			{"name": "main", "cmdline": "true"},
+			{"name": "save", "final": true, "cmdline": "touch started; sleep 2; touch saved"}]}`)
+		dir := t.TempDir()
+		ctx := cancelWhen(t, dir, "started")
+		res, _, err := runTask(t, ctx, j, Options{Sandbox: dir, KillWait: 10 * time.Second})
+		mustEnd(t, res, err, TaskKilled)
+		if p, _ := res.Process("save"); p.State != ProcessSuccess || !exists(dir, "saved") {
+			t.Errorf("save: %+v, want SUCCESS within the kill's deadline", p)
 		}
 	})
 }
