@@ -23,8 +23,11 @@
 //     success), ephemeral (does not hold up the task and is killed when the
 //     others are done), the task's max_concurrency and max_failures, and the
 //     run limit of 100 runs per process of the production runner;
-//   - the stages of a task: ACTIVE, then CLEANING (SIGTERM to what still
-//     runs, SIGKILL when finalization_wait expires), then FINALIZING (the
+//   - the stages of a task: ACTIVE, then CLEANING (SIGTERM to the top pid
+//     of each process that still runs, that is its bash or what bash
+//     exec'd, never to the rest of its tree, which gets SIGKILL once the
+//     process ends; SIGKILL to all when finalization_wait expires), then
+//     FINALIZING (the
 //     final processes, within what is left of finalization_wait), then
 //     SUCCESS, FAILED or KILLED;
 //   - the kill (cancelling the context), as the runner does it on the

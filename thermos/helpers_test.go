@@ -177,3 +177,12 @@ func cancelWhen(t *testing.T, dir, name string) context.Context {
 	}()
 	return ctx
 }
+
+// dies reports whether pid is gone within 2s: a SIGKILL sent is not yet
+// a process dead.
+func dies(pid int) bool {
+	for deadline := time.Now().Add(2 * time.Second); alive(pid) && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	return !alive(pid)
+}

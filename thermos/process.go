@@ -131,11 +131,23 @@ func (run *procRun) wait(cmd *exec.Cmd) exitEvent {
 	return ev
 }
 
-// signal sends sig to the run's process group while its leader lives.
-func (run *procRun) signal(sig syscall.Signal) {
+// terminate sends SIGTERM to the run's top process only (bash, or what it
+// exec'd), while it lives: TaskRunnerHelper.terminate_process. The rest of
+// its tree gets SIGKILL when the run ends.
+func (run *procRun) terminate() {
 	run.mu.Lock()
 	defer run.mu.Unlock()
 	if !run.exited {
-		syscall.Kill(-run.pid, sig)
+		syscall.Kill(run.pid, syscall.SIGTERM)
+	}
+}
+
+// kill sends SIGKILL to the run's process group while its leader lives
+// (TaskRunnerHelper.kill_process).
+func (run *procRun) kill() {
+	run.mu.Lock()
+	defer run.mu.Unlock()
+	if !run.exited {
+		syscall.Kill(-run.pid, syscall.SIGKILL)
 	}
 }

@@ -14,7 +14,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/nix-aurora/nix-aurora/aurora"
@@ -299,7 +298,7 @@ func (r *runner) run(ctx context.Context) TaskState {
 	}
 	if !aborted {
 		for run := range r.live {
-			run.signal(syscall.SIGTERM)
+			run.terminate()
 		}
 		aborted = !r.drain(ctx)
 	}
@@ -498,7 +497,7 @@ func (r *runner) ended(p *proc, st ProcessStatus, current *plan) {
 // killAll sends SIGKILL to every run still alive and waits for them.
 func (r *runner) killAll() {
 	for run := range r.live {
-		run.signal(syscall.SIGKILL)
+		run.kill()
 	}
 	for len(r.live) > 0 {
 		r.exited(<-r.exits, nil)
@@ -508,7 +507,7 @@ func (r *runner) killAll() {
 // shutdown is the last resort, should run panic: nothing outlives Run.
 func (r *runner) shutdown() {
 	for run := range r.live {
-		run.signal(syscall.SIGKILL)
+		run.kill()
 	}
 	for len(r.live) > 0 {
 		delete(r.live, (<-r.exits).run)

@@ -360,6 +360,28 @@ func TestKillDeadline(t *testing.T) {
 	})
 }
 
+func TestTermTopPidOnly(t *testing.T) {
+	t.Parallel()
+	// SIGTERM goes to the process's top pid only; its child, which would
+	// note a SIGTERM, gets none and is SIGKILLed with the rest of the tree.
+	j := job(t, `{"processes": [{"name": "server", "cmdline":
+		"/bin/bash -c 'trap \"touch child_got_term\" TERM; echo $$ > child.pid; touch started; while :; do sleep 0.05; done' & wait"}]}`)
+	dir := t.TempDir()
+	ctx := cancelWhen(t, dir, "started")
+	res, _, err := runTask(t, ctx, j, Options{Sandbox: dir, KillWait: 10 * time.Second})
+	mustEnd(t, res, err, TaskKilled)
+	if p, _ := res.Process("server"); p.State != ProcessKilled || p.Runs[0].ExitCode != -15 {
+		t.Errorf("server: %+v, want KILLED by signal 15", p)
+	}
+	if exists(dir, "child_got_term") {
+		t.Errorf("the server's child got SIGTERM")
+	}
+	pid, _ := strconv.Atoi(read(t, dir, "child.pid"))
+	if !dies(pid) {
+		t.Errorf("the server's child (pid %d) outlived the task", pid)
+	}
+}
+
 func TestMaxConcurrency(t *testing.T) {
 	t.Parallel()
 	var procs []string
