@@ -4,9 +4,17 @@
 // apache/aurora), so that a job can be tried without a cluster.
 //
 // What it reproduces:
-//   - the sandbox: each process's cmdline runs as `/bin/bash -c CMDLINE` in
-//     the sandbox directory (shared by all processes), in a session of its
-//     own, with only HOME (the sandbox), USER and LOGNAME (the current user),
+//   - the process tree: each run of a process has a coordinator, the
+//     runner's child, that started a session and runs the cmdline as
+//     `/bin/bash -c CMDLINE`, so bash's session and process group are the
+//     coordinator's, $PPID is the coordinator (`kill 0` reaches it too, as
+//     under Thermos, where the run is then LOST and run again), SIGINT is
+//     ignored, and only descriptors 0, 1 and 2 are inherited. A
+//     coordinator is this very program executed again (Go cannot fork
+//     without exec), recognised by its argv[0] in the package's init; one
+//     whose runner died kills its run, since nothing recovers it;
+//   - the sandbox: bash runs in the sandbox directory (shared by all
+//     processes), with only HOME (the sandbox), USER and LOGNAME (the current user),
 //     the runner's PATH and, when <sandbox>/.thermos_profile exists as the
 //     process starts, BASH_ENV pointing at it; stdout and stderr go to
 //     <sandbox>/.logs/NAME/RUN/stdout and stderr, RUN counting from 0;

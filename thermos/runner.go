@@ -467,6 +467,10 @@ func (r *runner) exited(ev exitEvent, current *plan) {
 	st := ProcessStatus{Process: p.name, Final: p.final, Run: run.seq, ExitCode: ev.code,
 		Start: run.start, Duration: ev.end.Sub(run.start)}
 	switch {
+	case ev.startErr != nil:
+		// As a run that could not start at all (see launch).
+		st.State, st.Message, st.Start, st.Duration = ProcessFailed, "cannot start: "+ev.startErr.Error(), time.Time{}, 0
+		p.plan.addFailure(p.pp, ev.end)
 	case ev.err != nil:
 		st.State, st.Message = ProcessLost, ev.err.Error()
 		p.plan.lost(p.pp, ev.end)

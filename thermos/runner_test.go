@@ -382,6 +382,36 @@ func TestTermTopPidOnly(t *testing.T) {
 	}
 }
 
+func TestProcessTree(t *testing.T) {
+	t.Parallel()
+	// bash runs under a coordinator, the runner's child, which started a
+	// session: $PPID is the coordinator, and bash's group and session are
+	// the coordinator's.
+	j := job(t, `{"processes": [{"name": "p", "cmdline":
+		"echo $$ $PPID > ids; s=$(</proc/$$/stat); echo ${s##*\\) } > stat; s=$(</proc/$PPID/stat); echo ${s##*\\) } > coordinator.stat; cp /proc/$PPID/cmdline coordinator.cmdline"}]}`)
+	res, dir, err := runTask(t, context.Background(), j, Options{})
+	mustSucceed(t, res, err)
+	ids := strings.Fields(read(t, dir, "ids"))
+	stat := strings.Fields(read(t, dir, "stat")) // state ppid pgrp session ...
+	coord := strings.Fields(read(t, dir, "coordinator.stat"))
+	if len(ids) != 2 || len(stat) < 4 || len(coord) < 4 {
+		t.Fatalf("ids %q, stat %q, coordinator's stat %q", ids, stat, coord)
+	}
+	bash, ppid := ids[0], ids[1]
+	if bash == ppid || stat[1] != ppid {
+		t.Errorf("bash %s, $PPID %s, its parent in /proc %s: want a coordinator between the runner and bash", bash, ppid, stat[1])
+	}
+	if stat[2] != ppid || stat[3] != ppid {
+		t.Errorf("bash's group %s and session %s, want the coordinator's pid %s", stat[2], stat[3], ppid)
+	}
+	if coord[1] != strconv.Itoa(os.Getpid()) {
+		t.Errorf("the coordinator's parent is %s, want the runner %d", coord[1], os.Getpid())
+	}
+	if argv := strings.Split(read(t, dir, "coordinator.cmdline"), "\x00"); argv[0] != coordinatorArg0 {
+		t.Errorf("the coordinator's argv %q", argv)
+	}
+}
+
 func TestMaxConcurrency(t *testing.T) {
 	t.Parallel()
 	var procs []string
