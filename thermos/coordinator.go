@@ -67,6 +67,11 @@ func coordinate(cmdline string) int {
 	// Thermos' coordinator ignores SIGINT (RealPlatform._sanitize), and
 	// bash inherits that.
 	signal.Ignore(syscall.SIGINT)
+	// Only 0, 1 and 2 reach bash (Popen's close_fds): whatever the runner
+	// itself inherited without close-on-exec came here too.
+	if err := closeOnExecFrom(3); err != nil {
+		return fail("closing inherited file descriptors", err)
+	}
 
 	cmd := exec.Command("/bin/bash", "-c", cmdline)
 	cmd.Env = os.Environ() // the runner gave the coordinator bash's environment

@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -409,6 +410,23 @@ func TestProcessTree(t *testing.T) {
 	}
 	if argv := strings.Split(read(t, dir, "coordinator.cmdline"), "\x00"); argv[0] != coordinatorArg0 {
 		t.Errorf("the coordinator's argv %q", argv)
+	}
+}
+
+func TestInheritedDescriptors(t *testing.T) {
+	t.Parallel()
+	// A descriptor without close-on-exec, as nixaurora may inherit one:
+	// Thermos hands processes 0, 1 and 2 only.
+	fd, err := syscall.Open("/dev/null", syscall.O_RDONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Close(fd)
+	j := job(t, `{"processes": [{"name": "p", "cmdline": "ls /proc/$$/fd > fds; true"}]}`)
+	res, dir, err := runTask(t, context.Background(), j, Options{})
+	mustSucceed(t, res, err)
+	if got := strings.Fields(read(t, dir, "fds")); !slices.Equal(got, []string{"0", "1", "2"}) {
+		t.Errorf("bash has descriptors %q (the test's open one is %d), want 0 1 2", got, fd)
 	}
 }
 
