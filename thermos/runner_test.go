@@ -5,6 +5,7 @@ import (
 	"errors"
 	"maps"
 	"os"
+	"os/exec"
 	"os/user"
 	"path/filepath"
 	"regexp"
@@ -380,6 +381,25 @@ func TestTermTopPidOnly(t *testing.T) {
 	pid, _ := strconv.Atoi(read(t, dir, "child.pid"))
 	if !dies(pid) {
 		t.Errorf("the server's child (pid %d) outlived the task", pid)
+	}
+}
+
+func TestKillReachesTheTree(t *testing.T) {
+	t.Parallel()
+	// At the kill's deadline the runner kills the process's tree, even a
+	// child that left its group and session (TaskRunnerHelper.kill_process
+	// kills the top pid's descendants).
+	if _, err := exec.LookPath("setsid"); err != nil {
+		t.Skip("no setsid program:", err)
+	}
+	j := job(t, `{"processes": [{"name": "p", "cmdline": "trap '' TERM; setsid sleep 30 & echo $! > child.pid; touch started; wait"}]}`)
+	dir := t.TempDir()
+	ctx := cancelWhen(t, dir, "started")
+	res, _, err := runTask(t, ctx, j, Options{Sandbox: dir, KillWait: 500 * time.Millisecond})
+	mustEnd(t, res, err, TaskKilled)
+	pid, _ := strconv.Atoi(read(t, dir, "child.pid"))
+	if !dies(pid) {
+		t.Errorf("the child in a session of its own (pid %d) outlived the task", pid)
 	}
 }
 
