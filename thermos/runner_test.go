@@ -433,6 +433,18 @@ func TestProcessTree(t *testing.T) {
 	}
 }
 
+func TestKillZero(t *testing.T) {
+	t.Parallel()
+	// `kill 0` signals bash's group, the coordinator's: the coordinator
+	// dies, the run is LOST, and Thermos runs it again without counting.
+	j := job(t, `{"processes": [{"name": "p", "max_failures": 1, "cmdline": "if [ ! -e once ]; then touch once; kill 0; fi"}]}`)
+	res, _, err := runTask(t, context.Background(), j, Options{})
+	mustSucceed(t, res, err)
+	if got := runStates(t, res, "p"); !slices.Equal(got, []ProcessState{ProcessLost, ProcessSuccess}) {
+		t.Errorf("runs %v, want LOST, SUCCESS", got)
+	}
+}
+
 func TestInheritedDescriptors(t *testing.T) {
 	t.Parallel()
 	// A descriptor without close-on-exec, as nixaurora may inherit one:
