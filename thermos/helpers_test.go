@@ -164,3 +164,25 @@ func waitFor(t testing.TB, dir, name string) {
 	}
 	t.Errorf("%s did not appear within 10s", name)
 }
+
+// cancelWhen returns a context cancelled (a kill) once the file appears in
+// dir, or after 10s.
+func cancelWhen(t *testing.T, dir, name string) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	go func() {
+		defer cancel()
+		waitFor(t, dir, name)
+	}()
+	return ctx
+}
+
+// dies reports whether pid is gone within 2s: a SIGKILL sent is not yet
+// a process dead.
+func dies(pid int) bool {
+	for deadline := time.Now().Add(2 * time.Second); alive(pid) && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	return !alive(pid)
+}

@@ -1,20 +1,23 @@
 package thermos
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
 )
 
 // This file starts and ends one run of a process as Thermos' Process does
-// (apache/thermos/core/process.py): a new session, `/bin/bash -c CMDLINE`
-// in the sandbox, a minimal environment, output to files.
+// (apache/thermos/core/process.py): a coordinator in a new session of its
+// own (coordinator.go) runs `/bin/bash -c CMDLINE` in the sandbox, with a
+// minimal environment, output to files.
 
 // profileName is Thermos' RCFILE: when it exists in the sandbox as a process
 // starts, bash reads it (BASH_ENV) before the cmdline.
@@ -24,20 +27,24 @@ const profileName = ".thermos_profile"
 type procRun struct {
 	proc  *proc
 	seq   int
-	pid   int
+	pid   int // the coordinator's: its session and process group are the run's
 	start time.Time
 
-	mu     sync.Mutex
-	exited bool // the leader has exited: its pid must no longer be signalled
+	mu      sync.Mutex
+	control *os.File // requests to the coordinator
+	exited  bool     // the coordinator has exited: its pid must no longer be signalled
+	top     int      // bash's pid, once the coordinator told it
+	killed  bool     // the runner sent SIGKILL
 }
 
 // exitEvent is the end of a run.
 type exitEvent struct {
-	run  *procRun
-	end  time.Time
-	code int // exit status, or -N for signal N
-	sig  bool
-	err  error // the run could not be waited for
+	run      *procRun
+	end      time.Time
+	code     int // exit status, or -N for signal N
+	sig      bool
+	startErr error // bash could not start
+	err      error // the run could not be waited for, or its coordinator died
 }
 
 // logDir is where a run's stdout and stderr go (TaskPath's process_logdir).
@@ -58,7 +65,8 @@ func (r *runner) environ() []string {
 	return env
 }
 
-// startRun starts run seq of p. The run's end arrives on r.exits.
+// startRun starts run seq of p under a coordinator. The run's end arrives
+// on r.exits.
 func (r *runner) startRun(p *proc, seq int) (*procRun, error) {
 	dir := logDir(r.sandbox, p.name, seq)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -74,68 +82,127 @@ func (r *runner) startRun(p *proc, seq int) (*procRun, error) {
 		return nil, err
 	}
 	defer stderr.Close()
+	statusR, statusW, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("status pipe: %w", err)
+	}
+	defer statusW.Close()
+	controlR, controlW, err := os.Pipe()
+	if err != nil {
+		statusR.Close()
+		return nil, fmt.Errorf("control pipe: %w", err)
+	}
+	defer controlR.Close()
 
-	cmd := exec.Command("/bin/bash", "-c", p.cmdline)
+	cmd := &exec.Cmd{Path: selfExe, Args: []string{coordinatorArg0, p.cmdline}}
 	cmd.Dir = r.sandbox
 	cmd.Env = r.environ()
 	cmd.Stdout, cmd.Stderr = stdout, stderr
+	cmd.ExtraFiles = []*os.File{statusW, controlR} // fds 3 and 4
+	// The session exists before the coordinator runs a line, so the
+	// runner never signals a group that is not yet the run's.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
-		return nil, err
+		statusR.Close()
+		controlW.Close()
+		return nil, fmt.Errorf("starting the coordinator: %w", err)
 	}
-	run := &procRun{proc: p, seq: seq, pid: cmd.Process.Pid, start: start}
+	run := &procRun{proc: p, seq: seq, pid: cmd.Process.Pid, start: start, control: controlW}
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
-		r.exits <- run.wait(cmd)
+		r.exits <- run.wait(cmd, statusR)
 	}()
 	return run, nil
 }
 
-// wait waits for the run's bash to exit, then kills whatever it left in its
-// process group, as Thermos does for every process that ends
-// (TaskRunnerProcessHandler._cleanup → TaskRunnerHelper.kill_process).
-func (run *procRun) wait(cmd *exec.Cmd) exitEvent {
+// wait reads what the coordinator tells of bash until it exits, then kills
+// whatever the run left in its process group, as Thermos does for every
+// process that ends (TaskRunnerProcessHandler._cleanup →
+// TaskRunnerHelper.kill_process), and reaps the coordinator.
+func (run *procRun) wait(cmd *exec.Cmd, status *os.File) exitEvent {
+	ev := exitEvent{run: run}
+	var ws *syscall.WaitStatus
+	sc := bufio.NewScanner(status)
+	for sc.Scan() {
+		word, arg, _ := strings.Cut(sc.Text(), " ")
+		switch word {
+		case "pid":
+			if n, err := strconv.Atoi(arg); err == nil {
+				run.mu.Lock()
+				run.top = n
+				run.mu.Unlock()
+			}
+		case "exit":
+			if n, err := strconv.ParseUint(arg, 10, 32); err == nil {
+				w := syscall.WaitStatus(n)
+				ws, ev.end = &w, time.Now()
+			}
+		case "error":
+			ev.startErr = errors.New(arg)
+		}
+	}
+	status.Close()
+
+	// The coordinator, not yet reaped, keeps its group's id from reuse.
 	waited := waitExited(run.pid)
-	end := time.Now()
 	if waited {
-		run.mu.Lock()
-		run.exited = true
-		syscall.Kill(-run.pid, syscall.SIGKILL)
-		run.mu.Unlock()
+		run.finish()
 	}
 	err := cmd.Wait()
 	if !waited {
-		end = time.Now()
-		run.mu.Lock()
-		run.exited = true
-		syscall.Kill(-run.pid, syscall.SIGKILL)
-		run.mu.Unlock()
+		run.finish()
 	}
-	ev := exitEvent{run: run, end: end}
-	var exitErr *exec.ExitError
+	if ev.end.IsZero() {
+		ev.end = time.Now()
+	}
+	run.mu.Lock()
+	killed := run.killed
+	run.mu.Unlock()
 	switch {
-	case err == nil:
-	case errors.As(err, &exitErr):
-		ws, ok := exitErr.Sys().(syscall.WaitStatus)
-		switch {
-		case ok && ws.Signaled():
-			ev.code, ev.sig = -int(ws.Signal()), true
-		default:
-			ev.code = exitErr.ExitCode()
-		}
+	case ev.startErr != nil:
+	case ws != nil && ws.Signaled():
+		ev.code, ev.sig = -int(ws.Signal()), true
+	case ws != nil:
+		ev.code = ws.ExitStatus()
+	case killed:
+		// SIGKILL reached the coordinator before it could tell.
+		ev.code, ev.sig = -int(syscall.SIGKILL), true
 	default:
-		ev.err = fmt.Errorf("waiting for bash (pid %d): %w", run.pid, err)
+		ev.err = fmt.Errorf("the coordinator (pid %d) ended without telling how bash did: %v", run.pid, err)
 	}
 	return ev
 }
 
-// signal sends sig to the run's process group while its leader lives.
-func (run *procRun) signal(sig syscall.Signal) {
+// finish marks the coordinator exited and kills what is left in the run's
+// group.
+func (run *procRun) finish() {
+	run.mu.Lock()
+	defer run.mu.Unlock()
+	run.exited = true
+	syscall.Kill(-run.pid, syscall.SIGKILL)
+	run.control.Close()
+}
+
+// terminate asks for SIGTERM to the run's top process only (bash, or what
+// it exec'd): TaskRunnerHelper.terminate_process. The rest of its tree
+// gets SIGKILL when the run ends.
+func (run *procRun) terminate() {
 	run.mu.Lock()
 	defer run.mu.Unlock()
 	if !run.exited {
-		syscall.Kill(-run.pid, sig)
+		run.control.Write([]byte{termRequest})
+	}
+}
+
+// kill sends SIGKILL to the run's coordinator, its group and its top
+// pid's tree while the coordinator lives (TaskRunnerHelper.kill_process).
+func (run *procRun) kill() {
+	run.mu.Lock()
+	defer run.mu.Unlock()
+	if !run.exited {
+		run.killed = true
+		killTree(run.pid, run.top)
 	}
 }

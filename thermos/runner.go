@@ -1,6 +1,7 @@
 package thermos
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -13,7 +14,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/nix-aurora/nix-aurora/aurora"
@@ -38,7 +38,16 @@ type Options struct {
 	// what is left of finalization is skipped (say, a second Ctrl-C).
 	// Cancelling Run's context is the graceful kill.
 	Abort <-chan struct{}
+	// KillWait is how long a kill (cancelling Run's context) gives the
+	// task, from the kill, to end what runs and run its final processes
+	// before what is left gets SIGKILL: Thermos' preemption wait, in place
+	// of the task's finalization_wait. Zero means DefaultKillWait.
+	KillWait time.Duration
 }
+
+// DefaultKillWait is the deadline Thermos' runner gives a killed task
+// (TaskRunner.kill's preemption_wait, on the executor's SIGUSR1).
+const DefaultKillWait = time.Minute
 
 // Result is how the task ended.
 type Result struct {
@@ -114,6 +123,10 @@ type runner struct {
 	maxConcurrency   int64
 	maxFailures      int64
 	finalizationWait time.Duration
+	killWait         time.Duration
+	// deadline ends cleaning and finalization: finalization_wait after
+	// the natural end, or killWait after a kill.
+	deadline time.Time
 
 	live  map[*procRun]bool
 	exits chan exitEvent
@@ -186,6 +199,7 @@ func Run(ctx context.Context, job aurora.Job, opts Options) (*Result, error) {
 		maxConcurrency:   intOr(task.MaxConcurrency, 0),
 		maxFailures:      intOr(task.MaxFailures, 1),
 		finalizationWait: time.Duration(intOr(task.FinalizationWait, 30)) * time.Second,
+		killWait:         cmp.Or(opts.KillWait, DefaultKillWait),
 		live:             map[*procRun]bool{},
 		exits:            make(chan exitEvent),
 	}
@@ -275,21 +289,25 @@ func (r *runner) run(ctx context.Context) TaskState {
 	}
 	aborted := r.active(ctx)
 
-	// CLEANING: SIGTERM to what runs; finalization_wait starts now.
+	// CLEANING: SIGTERM to what runs. The deadline is finalization_wait
+	// from now, or the kill's own (TaskRunner._finalization_remaining).
 	r.taskChanged(TaskCleaning)
-	deadline := time.Now().Add(r.finalizationWait)
+	r.deadline = time.Now().Add(r.finalizationWait)
+	if r.killed {
+		r.deadline = time.Now().Add(r.killWait)
+	}
 	if !aborted {
 		for run := range r.live {
-			run.signal(syscall.SIGTERM)
+			run.terminate()
 		}
-		aborted = !r.drain(ctx, deadline)
+		aborted = !r.drain(ctx)
 	}
 	r.killAll()
 
 	// FINALIZING, unless the deadline passed while cleaning.
-	if !aborted && time.Now().Before(deadline) {
+	if !aborted && time.Now().Before(r.deadline) {
 		r.taskChanged(TaskFinalizing)
-		r.finalize(ctx, deadline)
+		r.finalize(ctx)
 		r.killAll()
 	}
 
@@ -347,10 +365,13 @@ func (r *runner) healthy() bool {
 // drain waits for the processes that got SIGTERM (TaskRunnerStage_CLEANING).
 // It reports false when the deadline passed, or on abort, with some still
 // running.
-func (r *runner) drain(ctx context.Context, deadline time.Time) bool {
-	timer := time.NewTimer(time.Until(deadline))
+func (r *runner) drain(ctx context.Context) bool {
+	timer := time.NewTimer(time.Until(r.deadline))
 	defer timer.Stop()
 	done := ctx.Done()
+	if r.killed {
+		done = nil // the kill's deadline is set
+	}
 	for len(r.live) > 0 {
 		select {
 		case ev := <-r.exits:
@@ -361,18 +382,30 @@ func (r *runner) drain(ctx context.Context, deadline time.Time) bool {
 			r.killed = true
 			return false
 		case <-done:
-			r.killed, done = true, nil
+			done = nil
+			r.kill(timer)
 		}
 	}
 	return true
 }
 
+// kill is a kill while the task is cleaning or finalizing: TaskRunner.kill
+// replaces the deadline by its own, from now, and the task ends KILLED.
+func (r *runner) kill(timer *time.Timer) {
+	r.killed = true
+	r.deadline = time.Now().Add(r.killWait)
+	timer.Reset(time.Until(r.deadline))
+}
+
 // finalize runs the final plan (TaskRunnerStage_FINALIZING) until it is
 // complete or deadlocked, or the deadline passes.
-func (r *runner) finalize(ctx context.Context, deadline time.Time) {
-	timer := time.NewTimer(time.Until(deadline))
+func (r *runner) finalize(ctx context.Context) {
+	timer := time.NewTimer(time.Until(r.deadline))
 	defer timer.Stop()
 	done := ctx.Done()
+	if r.killed {
+		done = nil // the kill's deadline is set
+	}
 	for {
 		now := time.Now()
 		r.launch(r.final, now)
@@ -393,7 +426,8 @@ func (r *runner) finalize(ctx context.Context, deadline time.Time) {
 			r.killed = true
 			return
 		case <-done:
-			r.killed, done = true, nil
+			done = nil
+			r.kill(timer)
 		}
 	}
 }
@@ -433,6 +467,10 @@ func (r *runner) exited(ev exitEvent, current *plan) {
 	st := ProcessStatus{Process: p.name, Final: p.final, Run: run.seq, ExitCode: ev.code,
 		Start: run.start, Duration: ev.end.Sub(run.start)}
 	switch {
+	case ev.startErr != nil:
+		// As a run that could not start at all (see launch).
+		st.State, st.Message, st.Start, st.Duration = ProcessFailed, "cannot start: "+ev.startErr.Error(), time.Time{}, 0
+		p.plan.addFailure(p.pp, ev.end)
 	case ev.err != nil:
 		st.State, st.Message = ProcessLost, ev.err.Error()
 		p.plan.lost(p.pp, ev.end)
@@ -463,7 +501,7 @@ func (r *runner) ended(p *proc, st ProcessStatus, current *plan) {
 // killAll sends SIGKILL to every run still alive and waits for them.
 func (r *runner) killAll() {
 	for run := range r.live {
-		run.signal(syscall.SIGKILL)
+		run.kill()
 	}
 	for len(r.live) > 0 {
 		r.exited(<-r.exits, nil)
@@ -473,7 +511,7 @@ func (r *runner) killAll() {
 // shutdown is the last resort, should run panic: nothing outlives Run.
 func (r *runner) shutdown() {
 	for run := range r.live {
-		run.signal(syscall.SIGKILL)
+		run.kill()
 	}
 	for len(r.live) > 0 {
 		delete(r.live, (<-r.exits).run)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"maps"
 	"os"
+	"os/exec"
 	"os/user"
 	"path/filepath"
 	"regexp"
@@ -12,6 +13,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -251,24 +253,20 @@ func TestFinalizationWait(t *testing.T) {
 			t.Errorf("hang (pid %d) still runs", pid)
 		}
 	})
-	t.Run("regular process ignoring SIGTERM", func(t *testing.T) {
+	t.Run("ephemeral process ignoring SIGTERM", func(t *testing.T) {
 		t.Parallel()
-		// The deadline passes while cleaning: SIGKILL, and no finalization.
+		// The regular processes are done; what still runs gets SIGTERM and
+		// finalization_wait to end: it passes while cleaning, so SIGKILL,
+		// and no finalization.
 		j := job(t, `{"finalization_wait": 1, "processes": [
-			{"name": "stubborn", "cmdline": "trap '' TERM; touch started; sleep 30"},
+			{"name": "main", "cmdline": "until [ -e ready ]; do sleep 0.01; done"},
+			{"name": "stubborn", "ephemeral": true, "cmdline": "trap '' TERM; touch ready; sleep 30"},
 			{"name": "final", "final": true, "cmdline": "touch final_ran"}]}`)
-		dir := t.TempDir()
-		ctx, cancel := context.WithCancel(context.Background())
-		defer cancel()
-		go func() {
-			waitFor(t, dir, "started")
-			cancel()
-		}()
 		start := time.Now()
-		res, _, err := runTask(t, ctx, j, Options{Sandbox: dir})
-		mustEnd(t, res, err, TaskKilled)
-		if d := time.Since(start); d > 4*time.Second {
-			t.Errorf("the task took %v", d)
+		res, dir, err := runTask(t, context.Background(), j, Options{KillWait: 20 * time.Second})
+		mustSucceed(t, res, err)
+		if d := time.Since(start); d < time.Second || d > 4*time.Second {
+			t.Errorf("the task took %v, want finalization_wait (1s)", d)
 		}
 		if p, _ := res.Process("stubborn"); p.State != ProcessKilled || p.Runs[0].ExitCode != -9 {
 			t.Errorf("stubborn: %+v, want KILLED by signal 9", p)
@@ -295,6 +293,173 @@ func TestFinalizationWait(t *testing.T) {
 			t.Errorf("the task took %v after an abort", d)
 		}
 	})
+}
+
+func TestKillDeadline(t *testing.T) {
+	t.Parallel()
+	t.Run("late exit after SIGTERM", func(t *testing.T) {
+		t.Parallel()
+		// A kill gives the task KillWait, not finalization_wait: the server
+		// takes 2s to exit after SIGTERM, and the final process still runs.
+		j := job(t, `{"finalization_wait": 1, "processes": [
+			{"name": "server", "cmdline": "trap 'sleep 2; echo $EPOCHREALTIME > exited; exit 0' TERM; touch started; sleep 30 & wait"},
+			{"name": "cleanup", "final": true, "cmdline": "echo $EPOCHREALTIME > cleanup.start"}]}`)
+		dir := t.TempDir()
+		ctx := cancelWhen(t, dir, "started")
+		start := time.Now()
+		res, _, err := runTask(t, ctx, j, Options{Sandbox: dir, KillWait: 10 * time.Second})
+		mustEnd(t, res, err, TaskKilled)
+		if d := time.Since(start); d > 8*time.Second {
+			t.Errorf("the task took %v, want it done once the final process is", d)
+		}
+		if p, _ := res.Process("server"); p.State != ProcessSuccess {
+			t.Errorf("server: %+v, want SUCCESS (its trap exited 0)", p)
+		}
+		if !exists(dir, "exited") || !exists(dir, "cleanup.start") {
+			t.Fatalf("server exited: %v, cleanup ran: %v", exists(dir, "exited"), exists(dir, "cleanup.start"))
+		}
+		if exited, final := stamps(t, dir, "exited")[0], stamps(t, dir, "cleanup.start")[0]; !final.After(exited) {
+			t.Errorf("cleanup started %v, before the server exited at %v", final, exited)
+		}
+	})
+	t.Run("ignoring SIGTERM", func(t *testing.T) {
+		t.Parallel()
+		// The kill's deadline passes while cleaning: SIGKILL, and no
+		// finalization, however long finalization_wait is.
+		j := job(t, `{"finalization_wait": 30, "processes": [
+			{"name": "stubborn", "cmdline": "trap '' TERM; touch started; sleep 30"},
+			{"name": "final", "final": true, "cmdline": "touch final_ran"}]}`)
+		dir := t.TempDir()
+		ctx := cancelWhen(t, dir, "started")
+		start := time.Now()
+		res, _, err := runTask(t, ctx, j, Options{Sandbox: dir, KillWait: time.Second})
+		mustEnd(t, res, err, TaskKilled)
+		if d := time.Since(start); d < time.Second || d > 4*time.Second {
+			t.Errorf("the task took %v, want the kill's deadline (1s)", d)
+		}
+		if p, _ := res.Process("stubborn"); p.State != ProcessKilled || p.Runs[0].ExitCode != -9 {
+			t.Errorf("stubborn: %+v, want KILLED by signal 9", p)
+		}
+		if exists(dir, "final_ran") {
+			t.Errorf("the final process ran after the kill's deadline")
+		}
+	})
+	t.Run("while finalizing", func(t *testing.T) {
+		t.Parallel()
+		// A kill during finalization replaces what is left of
+		// finalization_wait (1s) by its own deadline: the final process,
+		// which needs 2s, completes.
+		j := job(t, `{"finalization_wait": 1, "processes": [
+			{"name": "main", "cmdline": "true"},
+			{"name": "save", "final": true, "cmdline": "touch started; sleep 2; touch saved"}]}`)
+		dir := t.TempDir()
+		ctx := cancelWhen(t, dir, "started")
+		res, _, err := runTask(t, ctx, j, Options{Sandbox: dir, KillWait: 10 * time.Second})
+		mustEnd(t, res, err, TaskKilled)
+		if p, _ := res.Process("save"); p.State != ProcessSuccess || !exists(dir, "saved") {
+			t.Errorf("save: %+v, want SUCCESS within the kill's deadline", p)
+		}
+	})
+}
+
+func TestTermTopPidOnly(t *testing.T) {
+	t.Parallel()
+	// SIGTERM goes to the process's top pid only; its child, which would
+	// note a SIGTERM, gets none and is SIGKILLed with the rest of the tree.
+	j := job(t, `{"processes": [{"name": "server", "cmdline":
+		"/bin/bash -c 'trap \"touch child_got_term\" TERM; echo $$ > child.pid; touch started; while :; do sleep 0.05; done' & wait"}]}`)
+	dir := t.TempDir()
+	ctx := cancelWhen(t, dir, "started")
+	res, _, err := runTask(t, ctx, j, Options{Sandbox: dir, KillWait: 10 * time.Second})
+	mustEnd(t, res, err, TaskKilled)
+	if p, _ := res.Process("server"); p.State != ProcessKilled || p.Runs[0].ExitCode != -15 {
+		t.Errorf("server: %+v, want KILLED by signal 15", p)
+	}
+	if exists(dir, "child_got_term") {
+		t.Errorf("the server's child got SIGTERM")
+	}
+	pid, _ := strconv.Atoi(read(t, dir, "child.pid"))
+	if !dies(pid) {
+		t.Errorf("the server's child (pid %d) outlived the task", pid)
+	}
+}
+
+func TestKillReachesTheTree(t *testing.T) {
+	t.Parallel()
+	// At the kill's deadline the runner kills the process's tree, even a
+	// child that left its group and session (TaskRunnerHelper.kill_process
+	// kills the top pid's descendants).
+	if _, err := exec.LookPath("setsid"); err != nil {
+		t.Skip("no setsid program:", err)
+	}
+	j := job(t, `{"processes": [{"name": "p", "cmdline": "trap '' TERM; setsid sleep 30 & echo $! > child.pid; touch started; wait"}]}`)
+	dir := t.TempDir()
+	ctx := cancelWhen(t, dir, "started")
+	res, _, err := runTask(t, ctx, j, Options{Sandbox: dir, KillWait: 500 * time.Millisecond})
+	mustEnd(t, res, err, TaskKilled)
+	pid, _ := strconv.Atoi(read(t, dir, "child.pid"))
+	if !dies(pid) {
+		t.Errorf("the child in a session of its own (pid %d) outlived the task", pid)
+	}
+}
+
+func TestProcessTree(t *testing.T) {
+	t.Parallel()
+	// bash runs under a coordinator, the runner's child, which started a
+	// session: $PPID is the coordinator, and bash's group and session are
+	// the coordinator's.
+	j := job(t, `{"processes": [{"name": "p", "cmdline":
+		"echo $$ $PPID > ids; s=$(</proc/$$/stat); echo ${s##*\\) } > stat; s=$(</proc/$PPID/stat); echo ${s##*\\) } > coordinator.stat; cp /proc/$PPID/cmdline coordinator.cmdline"}]}`)
+	res, dir, err := runTask(t, context.Background(), j, Options{})
+	mustSucceed(t, res, err)
+	ids := strings.Fields(read(t, dir, "ids"))
+	stat := strings.Fields(read(t, dir, "stat")) // state ppid pgrp session ...
+	coord := strings.Fields(read(t, dir, "coordinator.stat"))
+	if len(ids) != 2 || len(stat) < 4 || len(coord) < 4 {
+		t.Fatalf("ids %q, stat %q, coordinator's stat %q", ids, stat, coord)
+	}
+	bash, ppid := ids[0], ids[1]
+	if bash == ppid || stat[1] != ppid {
+		t.Errorf("bash %s, $PPID %s, its parent in /proc %s: want a coordinator between the runner and bash", bash, ppid, stat[1])
+	}
+	if stat[2] != ppid || stat[3] != ppid {
+		t.Errorf("bash's group %s and session %s, want the coordinator's pid %s", stat[2], stat[3], ppid)
+	}
+	if coord[1] != strconv.Itoa(os.Getpid()) {
+		t.Errorf("the coordinator's parent is %s, want the runner %d", coord[1], os.Getpid())
+	}
+	if argv := strings.Split(read(t, dir, "coordinator.cmdline"), "\x00"); argv[0] != coordinatorArg0 {
+		t.Errorf("the coordinator's argv %q", argv)
+	}
+}
+
+func TestKillZero(t *testing.T) {
+	t.Parallel()
+	// `kill 0` signals bash's group, the coordinator's: the coordinator
+	// dies, the run is LOST, and Thermos runs it again without counting.
+	j := job(t, `{"processes": [{"name": "p", "max_failures": 1, "cmdline": "if [ ! -e once ]; then touch once; kill 0; fi"}]}`)
+	res, _, err := runTask(t, context.Background(), j, Options{})
+	mustSucceed(t, res, err)
+	if got := runStates(t, res, "p"); !slices.Equal(got, []ProcessState{ProcessLost, ProcessSuccess}) {
+		t.Errorf("runs %v, want LOST, SUCCESS", got)
+	}
+}
+
+func TestInheritedDescriptors(t *testing.T) {
+	t.Parallel()
+	// A descriptor without close-on-exec, as nixaurora may inherit one:
+	// Thermos hands processes 0, 1 and 2 only.
+	fd, err := syscall.Open("/dev/null", syscall.O_RDONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Close(fd)
+	j := job(t, `{"processes": [{"name": "p", "cmdline": "ls /proc/$$/fd > fds; true"}]}`)
+	res, dir, err := runTask(t, context.Background(), j, Options{})
+	mustSucceed(t, res, err)
+	if got := strings.Fields(read(t, dir, "fds")); !slices.Equal(got, []string{"0", "1", "2"}) {
+		t.Errorf("bash has descriptors %q (the test's open one is %d), want 0 1 2", got, fd)
+	}
 }
 
 func TestMaxConcurrency(t *testing.T) {

@@ -56,7 +56,9 @@ const (
 	// Thermos, a run killed while the task is active does not count as a
 	// failure: the process is run again.
 	ProcessKilled
-	// ProcessLost: the runner lost track of the run (waiting for it failed).
+	// ProcessLost: the runner lost track of the run: its coordinator died
+	// before it could tell how bash ended (say, of a `kill 0`), or waiting
+	// for it failed. As in Thermos, the process is run again.
 	ProcessLost
 )
 
