@@ -9,6 +9,11 @@
 # sandbox) to facts.txt, then `report` renders report.txt from those facts
 # and a heading kept in its own store path, and prints it to its stdout log.
 # The programs use sh and the runner's PATH (date, uname, ls, df) only.
+#
+# Health check: none runs. The job has no port, so no health port, and
+# Aurora's executor uses its no-op checker; each run ends by itself.
+# `nixInit` passes settings to the init process, e.g. the cache to fetch
+# from (see examples/README.md).
 { aurora ? import ../../nix, nixInit ? { }, schedule ? "0 6 * * *" }:
 
 let

@@ -8,6 +8,9 @@
 # `nixInit` passes settings to the init process, e.g. the cache to fetch from:
 #   --arg nixInit '{ substituters = [ "https://cache.example.org" ]; trustedPublicKeys = [ "..." ]; }'
 # `message` changes the greeting, and so every store path of the closure.
+#
+# Health check: none runs. The job has no port, so no health port, and
+# Aurora's executor uses its no-op checker; the process prints and ends.
 { aurora ? import ../../nix, nixInit ? { }, message ? "This greeting was read from its own store path." }:
 
 let

@@ -8,7 +8,15 @@
 # Without nixpkgs (as CI does), with the project's stand-in packages:
 #
 #   nix-build examples/python_hello_world --arg pkgs 'import ./examples/stubpkgs {}'
-{ pkgs ? import <nixpkgs> { }, aurora ? import ../../nix }:
+#
+# Health check: none runs. The job has no port, so no health port, and
+# Aurora's executor uses its no-op checker: the task is healthy while the
+# process runs (it greets a hundred times, then ends, and Aurora starts the
+# service again). The kill is the runner's: SIGTERM to python3.
+#
+# `nixInit` passes settings to the init process, e.g. the cache to fetch
+# from (see examples/README.md).
+{ pkgs ? import <nixpkgs> { }, aurora ? import ../../nix, nixInit ? { } }:
 
 with aurora;
 
@@ -20,6 +28,7 @@ Service {
   role = "www-data";
   environment = "devel";
   name = "python_hello_world";
+  inherit nixInit;
 
   task = Task {
     processes = [
