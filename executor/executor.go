@@ -133,7 +133,7 @@ func Run(ctx context.Context, job aurora.Job, opts Options) (*Result, error) {
 			return nil, err
 		}
 	}
-	e := &executor{cfg: cfg, opts: opts, obs: opts.Observer, active: make(chan thermos.TaskStatus, 1),
+	e := &executor{cfg: cfg, opts: opts, obs: opts.Observer, active: make(chan *activeTask, 1),
 		abort: make(chan struct{}), done: make(chan struct{})}
 	if e.opts.StopTimeout <= 0 {
 		e.opts.StopTimeout = DefaultStopTimeout
@@ -145,15 +145,24 @@ type executor struct {
 	cfg  *config
 	opts Options
 
-	mu      sync.Mutex // serializes the observer's calls; guards verdict and health
+	mu      sync.Mutex // serializes the observer's calls; guards verdict, health and task
 	obs     Observer
 	verdict *verdict
 	health  Health
+	task    *activeTask // set when the task becomes active
 
-	active    chan thermos.TaskStatus // the task became active
-	abort     chan struct{}           // thermos.Options.Abort
+	active    chan *activeTask // the task became active: start its checker
+	abort     chan struct{}    // thermos.Options.Abort
 	abortOnce sync.Once
 	done      chan struct{} // thermos.Run returned
+}
+
+// activeTask is what the executor knows of the task once it is active.
+type activeTask struct {
+	status thermos.TaskStatus
+	ports  map[string]int // the resolved portmap
+	check  check          // the health check, nil for none
+	health Health         // the health before any check
 }
 
 // verdict is the end the executor decided for the task.
@@ -177,8 +186,6 @@ func (e *executor) run(ctx context.Context, job aurora.Job, hostname string) (*R
 		})
 	}()
 
-	var status *thermos.TaskStatus
-	var ports map[string]int
 	healthCtx, stopHealth := context.WithCancel(context.Background())
 	defer stopHealth()
 	var healthDone chan struct{}
@@ -197,12 +204,11 @@ wait:
 		case <-e.done:
 			stopChecks()
 			break wait
-		case st := <-e.active:
-			status, ports = &st, e.cfg.ports(st.TaskID, st.Ports)
+		case task := <-e.active:
 			healthDone = make(chan struct{})
 			go func() {
 				defer close(healthDone)
-				e.checkHealth(healthCtx, st, ports, failed)
+				e.checkHealth(healthCtx, task, failed)
 			}()
 		case reason := <-failed:
 			why = &verdict{thermos.TaskFailed, reasonHealth + reason}
@@ -221,9 +227,10 @@ wait:
 	if why != nil {
 		e.mu.Lock()
 		e.verdict = why
+		task := e.task
 		e.mu.Unlock()
 		stopChecks()
-		e.shutdown(why.reason, status, ports, kill)
+		e.shutdown(why.reason, task, kill)
 	}
 	<-e.done
 
@@ -250,9 +257,9 @@ func (e *executor) abortNow() { e.abortOnce.Do(func() { close(e.abort) }) }
 // checker stopped: the HTTP lifecycle (HttpLifecycleManager._terminate_http)
 // when the task is active and its lifecycle port bound, then the runner's
 // kill, aborted when the runner is not done within StopTimeout.
-func (e *executor) shutdown(reason string, status *thermos.TaskStatus, ports map[string]int, kill func()) {
-	if status != nil && e.cfg.lifecycle {
-		if e.lifecycle(reason, status, ports) {
+func (e *executor) shutdown(reason string, task *activeTask, kill func()) {
+	if task != nil && e.cfg.lifecycle {
+		if e.lifecycle(reason, task) {
 			return // the task ended
 		}
 	}
@@ -273,10 +280,10 @@ func (e *executor) shutdown(reason string, status *thermos.TaskStatus, ports map
 // lifecycle POSTs to the lifecycle endpoints in turn; after one that
 // answered it waits its time for the task to end. It reports whether the
 // task ended (or was aborted).
-func (e *executor) lifecycle(reason string, status *thermos.TaskStatus, ports map[string]int) bool {
-	in := e.cfg.node(status.TaskID, status.Ports)
+func (e *executor) lifecycle(reason string, task *activeTask) bool {
+	in := e.cfg.node(task.status.TaskID, task.status.Ports)
 	http := field(e.cfg.root, "lifecycle", "http")
-	port, ok := ports[str(in, field(http, "port"))]
+	port, ok := task.ports[str(in, field(http, "port"))]
 	if !ok {
 		return false // no port to signal: HttpLifecycleManager is not used
 	}
@@ -330,23 +337,25 @@ func aborted(ch <-chan struct{}) bool {
 	}
 }
 
-// checkHealth runs the task's health checker until ctx ends or the task
-// fails its check, which it sends on failed.
-func (e *executor) checkHealth(ctx context.Context, st thermos.TaskStatus, ports map[string]int, failed chan<- string) {
-	h := Health{Checker: CheckerOff, State: HealthRunning}
-	var do check
+// newActive makes the task's health checker once it is active
+// (HealthCheckerProvider.from_assigned_task): shell when the job has a
+// shell checker, HTTP when it has a health port, else none.
+func (e *executor) newActive(st thermos.TaskStatus) *activeTask {
+	task := &activeTask{status: st, ports: e.cfg.ports(st.TaskID, st.Ports),
+		health: Health{Checker: CheckerOff, State: HealthRunning}}
 	hc := field(e.cfg.root, "health_check_config", "health_checker")
 	in := e.cfg.node(st.TaskID, st.Ports)
 	timeout := time.Duration(e.cfg.timeout * float64(time.Second))
+	h := &task.health
 	switch {
 	case e.opts.NoHealthChecks:
 	case e.cfg.shell:
 		h.Checker, h.State = CheckerShell, HealthStarting
 		command := str(in, field(hc, "shell", "shell_command"))
 		dir := filepath.Dir(st.Sandbox)
-		do = func(ctx context.Context) (bool, string) { return shellCheck(ctx, command, dir, timeout) }
+		task.check = func(ctx context.Context) (bool, string) { return shellCheck(ctx, command, dir, timeout) }
 	default:
-		port, ok := ports["health"]
+		port, ok := task.ports["health"]
 		if !ok {
 			h.Checker, h.Reason = CheckerNone, reasonNoCheck
 			break
@@ -358,15 +367,22 @@ func (e *executor) checkHealth(ctx context.Context, st thermos.TaskStatus, ports
 		if err != nil {
 			code = 0
 		}
-		do = func(ctx context.Context) (bool, string) {
+		task.check = func(ctx context.Context) (bool, string) {
 			return httpSignal(ctx, port, endpoint, false, expected, int64(code), timeout)
 		}
 	}
-	e.healthChanged(h)
-	if do == nil {
+	return task
+}
+
+// checkHealth runs the task's health checker until ctx ends or the task
+// fails its check, which it sends on failed: a check at once, then one
+// interval_secs after each (ThreadedHealthChecker.run).
+func (e *executor) checkHealth(ctx context.Context, task *activeTask, failed chan<- string) {
+	if task.check == nil {
 		return
 	}
-	do = snoozable(st.Sandbox, do, &h.Snoozed)
+	h := task.health
+	do := snoozable(task.status.Sandbox, task.check, &h.Snoozed)
 	t := newTracker(e.cfg)
 	interval := time.Duration(e.cfg.interval * float64(time.Second))
 	for {
@@ -416,11 +432,9 @@ type runnerObserver executor
 
 func (o *runnerObserver) TaskChanged(s thermos.TaskStatus) {
 	e := (*executor)(o)
+	var task *activeTask
 	if s.State == thermos.TaskActive {
-		select {
-		case e.active <- s:
-		default:
-		}
+		task = e.newActive(s)
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -429,6 +443,15 @@ func (o *runnerObserver) TaskChanged(s thermos.TaskStatus) {
 	}
 	if e.obs != nil {
 		e.obs.TaskChanged(s)
+	}
+	if task != nil {
+		// Here, not in the checker's goroutine, so that the kill finds
+		// the ports and the checker shows before the processes start.
+		e.task, e.health = task, task.health
+		if e.obs != nil {
+			e.obs.HealthChanged(task.health)
+		}
+		e.active <- task // buffered: ACTIVE comes once
 	}
 }
 
