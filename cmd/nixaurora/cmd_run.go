@@ -19,6 +19,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/nix-aurora/nix-aurora/aurora"
+	"github.com/nix-aurora/nix-aurora/executor"
 	"github.com/nix-aurora/nix-aurora/thermos"
 )
 
@@ -27,11 +28,12 @@ import (
 const defaultNixInit = "/nix/var/nix/profiles/default/bin/nix-init"
 
 type runOptions struct {
-	sandbox  string
-	instance int
-	job      string
-	nixInit  string
-	expr     exprOptions
+	sandbox        string
+	instance       int
+	job            string
+	nixInit        string
+	noHealthChecks bool
+	expr           exprOptions
 }
 
 func init() {
@@ -39,19 +41,24 @@ func init() {
 	register(&command{
 		name:  "run",
 		usage: "[JOB.nix|JOB.json|DIR]",
-		summary: "Run one instance of a job's task on this machine as Thermos runs it on a node: order,\n" +
-			"retries, daemons, ephemeral and final processes, finalization; each process in the\n" +
-			"sandbox with Thermos' environment, its output in SANDBOX/.logs/NAME/RUN/{stdout,stderr}.\n" +
+		summary: "Run one instance of a job's task on this machine as Aurora's executor and Thermos run it\n" +
+			"on a node: order, retries, daemons, ephemeral and final processes, finalization; each\n" +
+			"process in the sandbox with Thermos' environment, its output in\n" +
+			"SANDBOX/.logs/NAME/RUN/{stdout,stderr}. The job's health check runs as the executor runs\n" +
+			"it (HTTP on the health port, or shell): the task is RUNNING once it passes, and fails when\n" +
+			"it fails more than max_consecutive_failures times in a row.\n" +
 			"A .json file is validated and run; anything else is built with nix-build first.\n" +
-			"Ctrl-C (SIGTERM) kills the task as Aurora does: SIGTERM to the processes, then the\n" +
-			"final processes, within the task's finalization_wait; a second Ctrl-C kills at once.\n" +
-			"Exit status 1 when the task failed or was killed.",
+			"Ctrl-C (SIGTERM) kills the task as Aurora does: POST /quitquitquit, then\n" +
+			"/abortabortabort to the health port (when there is one), then SIGTERM to the processes\n" +
+			"and the final processes within the task's finalization_wait; a second Ctrl-C kills at once.\n" +
+			"Exit status 1 when the task failed (a failed health check included) or was killed.",
 		flags: func(fs *pflag.FlagSet) {
 			fs.StringVar(&opts.sandbox, "sandbox", "", "run in this directory, created if missing (default: a new temporary directory)")
 			fs.IntVar(&opts.instance, "instance", 0, "the instance to run ({{mesos.instance}})")
 			fs.StringVar(&opts.job, "job", "", "CLUSTER/ROLE/ENV/NAME (or NAME): the job to run, when the file holds several")
 			fs.StringVar(&opts.nixInit, "nix-init", "", "run this program where a cmdline starts with "+defaultNixInit+
 				" (to try a job on a machine whose profile has no nix-init)")
+			fs.BoolVar(&opts.noHealthChecks, "no-health-checks", false, "run no health check: the task is RUNNING at once (for a quick try; the kill still uses the HTTP lifecycle)")
 			opts.expr.addFlags(fs)
 		},
 		run: func(ctx context.Context, e *env, args []string) error { return runRun(ctx, e, opts, args) },
@@ -111,7 +118,7 @@ func runRun(ctx context.Context, e *env, opts runOptions, args []string) error {
 			select {
 			case <-signals:
 				if n++; n == 1 {
-					view.note("killing the task: SIGTERM to its processes, then its final processes (Ctrl-C again to kill at once)")
+					view.note("killing the task: its HTTP lifecycle endpoints if it has a health port, then SIGTERM to its processes, then its final processes (Ctrl-C again to kill at once)")
 				} else {
 					close(abort)
 					return
@@ -123,11 +130,12 @@ func runRun(ctx context.Context, e *env, opts runOptions, args []string) error {
 	}()
 
 	view.start()
-	res, runErr := thermos.Run(ctx, job, thermos.Options{
-		Sandbox:  sandbox,
-		Instance: opts.instance,
-		Observer: view,
-		Abort:    abort,
+	res, runErr := executor.Run(ctx, job, executor.Options{
+		Sandbox:        sandbox,
+		Instance:       opts.instance,
+		Observer:       view,
+		Abort:          abort,
+		NoHealthChecks: opts.noHealthChecks,
 	})
 	view.stop()
 	if res == nil { // nothing ran
@@ -138,7 +146,7 @@ func runRun(ctx context.Context, e *env, opts runOptions, args []string) error {
 	}
 	view.summary(res)
 	if runErr != nil {
-		explainFailures(e.stderr, res)
+		explainFailures(e.stderr, res.Task)
 	}
 	return runErr
 }
@@ -260,6 +268,7 @@ type statusView struct {
 	instance int
 	begin    time.Time
 	task     thermos.TaskState
+	health   *executor.Health // nil until the task is active
 	names    []string
 	status   map[string]thermos.ProcessStatus
 	failures map[string]int
@@ -444,7 +453,11 @@ func (v *statusView) redraw() {
 	if v.drawn > 0 {
 		fmt.Fprintf(&b, "\x1b[%dA", v.drawn)
 	}
-	lines := []string{fmt.Sprintf("task %s  %s", v.task, time.Since(v.begin).Round(100*time.Millisecond))}
+	head := fmt.Sprintf("task %s  %s", v.task, time.Since(v.begin).Round(100*time.Millisecond))
+	if v.health != nil && !v.task.Terminal() {
+		head += "  health: " + healthText(*v.health)
+	}
+	lines := []string{head}
 	for _, n := range v.names {
 		lines = append(lines, v.line(v.status[n]))
 	}
@@ -459,12 +472,84 @@ func (v *statusView) redraw() {
 	v.drawn = len(lines)
 }
 
-// summary ends the output: the task's state and where the logs are.
-func (v *statusView) summary(res *thermos.Result) {
+// HealthChanged shows the task's health: on a terminal in the task's line;
+// otherwise a line when the state changes or a check fails.
+func (v *statusView) HealthChanged(h executor.Health) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	fmt.Fprintf(v.w, "task %s: %s after %s\nlogs: %s\n", res.TaskID, res.State,
-		shortDuration(time.Since(v.begin)), filepath.Join(res.Sandbox, ".logs", "PROCESS", "RUN", "{stdout,stderr}"))
+	prev := v.health
+	v.health = &h
+	if v.tty {
+		v.redraw()
+		return
+	}
+	switch {
+	case prev == nil && h.Checker == executor.CheckerNone:
+		fmt.Fprintf(v.w, "%s health: none (no health port, no shell checker): %s\n", v.clock(), h.Reason)
+	case prev == nil && h.Checker == executor.CheckerOff:
+		fmt.Fprintf(v.w, "%s health: off (--no-health-checks)\n", v.clock())
+	case prev == nil:
+		fmt.Fprintf(v.w, "%s health: STARTING (%s checker)\n", v.clock(), h.Checker)
+	case h.State == executor.HealthFailed:
+		fmt.Fprintf(v.w, "%s health: FAILED: %s\n", v.clock(), h.Reason)
+	case !h.Passed && h.Forgiven:
+		fmt.Fprintf(v.w, "%s health check failed (forgiven in the initial interval): %s\n", v.clock(), h.Reason)
+	case !h.Passed:
+		fmt.Fprintf(v.w, "%s health check failed (%s): %s\n", v.clock(), count(h.Failures, "failure"), h.Reason)
+	case prev.State != h.State:
+		fmt.Fprintf(v.w, "%s health: %s after %s\n", v.clock(), h.State, count(int64(h.Checks), "check"))
+	}
 }
 
-var _ thermos.Observer = (*statusView)(nil)
+// healthText is the health in the task's live line.
+func healthText(h executor.Health) string {
+	switch {
+	case h.Checker == executor.CheckerNone:
+		return "none"
+	case h.Checker == executor.CheckerOff:
+		return "off"
+	case h.State == executor.HealthFailed:
+		return "FAILED"
+	case h.Failures > 0:
+		return count(h.Failures, "failure")
+	case h.Snoozed:
+		return h.State.String() + " (snoozed)"
+	}
+	return h.State.String()
+}
+
+// count is "1 failure", "2 failures".
+func count(n int64, word string) string {
+	return fmt.Sprintf("%d %s", n, plural(int(n), word, word+"s"))
+}
+
+// Killing shows each step of the executor's kill.
+func (v *statusView) Killing(k executor.KillStep) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.clear()
+	switch {
+	case k.Endpoint != "" && k.Handled:
+		fmt.Fprintf(v.w, "%s kill: POST %s answered; waiting up to %s for the task to end\n", v.clock(), k.Endpoint, shortDuration(k.Wait))
+	case k.Endpoint != "":
+		fmt.Fprintf(v.w, "%s kill: POST %s: %s\n", v.clock(), k.Endpoint, k.Message)
+	default:
+		fmt.Fprintf(v.w, "%s kill: %s\n", v.clock(), k.Message)
+	}
+	v.redraw()
+}
+
+// summary ends the output: the task's state, why a task failed its health
+// check, and where the logs are.
+func (v *statusView) summary(res *executor.Result) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	why := ""
+	if res.Health.State == executor.HealthFailed {
+		why = " (" + res.Reason + ")"
+	}
+	fmt.Fprintf(v.w, "task %s: %s after %s%s\nlogs: %s\n", res.Task.TaskID, res.State,
+		shortDuration(time.Since(v.begin)), why, filepath.Join(res.Task.Sandbox, ".logs", "PROCESS", "RUN", "{stdout,stderr}"))
+}
+
+var _ executor.Observer = (*statusView)(nil)

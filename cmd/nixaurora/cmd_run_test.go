@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nix-aurora/nix-aurora/aurora"
+	"github.com/nix-aurora/nix-aurora/executor"
 	"github.com/nix-aurora/nix-aurora/internal/testnix"
 )
 
@@ -19,9 +20,18 @@ import (
 // runJob writes a job whose task is given as JSON, as Aurora's client reads it.
 func runJob(t *testing.T, name, task string) string {
 	t.Helper()
+	return runJobWith(t, name, task, "")
+}
+
+// runJobWith is runJob with more attributes of the job (JSON members).
+func runJobWith(t *testing.T, name, task, job string) string {
+	t.Helper()
+	if job != "" {
+		job = ", " + job
+	}
 	file := filepath.Join(t.TempDir(), name+".json")
 	doc := `{"name": "` + name + `", "role": "www-data", "cluster": "devcluster", "environment": "devel",
-		"task": {"resources": {"cpu": 0.1, "ram": 16777216, "disk": 16777216}, ` + task + `}}`
+		"task": {"resources": {"cpu": 0.1, "ram": 16777216, "disk": 16777216}, ` + task + `}` + job + `}`
 	if err := os.WriteFile(file, []byte(doc), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -150,6 +160,66 @@ func TestRunInterrupt(t *testing.T) {
 	for _, f := range []string{"got_term", "cleaned_up"} {
 		if _, err := os.Stat(filepath.Join(sandbox, f)); err != nil {
 			t.Errorf("%s: %v", f, err)
+		}
+	}
+}
+
+func TestRunHealthCheck(t *testing.T) {
+	checks := func(command string) string {
+		return `"health_check_config": {"initial_interval_secs": 0.2, "interval_secs": 0.2, "max_consecutive_failures": 1,
+			"health_checker": {"shell": {"shell_command": "` + command + `"}}}`
+	}
+	sick := runJobWith(t, "sick", `"processes": [{"name": "app", "cmdline": "sleep 20"}]`, checks("exit 1"))
+	code, out, errOut := runCLI(t, "run", sick, "--sandbox", filepath.Join(t.TempDir(), "sandbox"))
+	if code != exitFailure {
+		t.Fatalf("exit %d, want 1\n%s%s", code, out, errOut)
+	}
+	reason := "Failed health check! Command 'exit 1' returned non-zero exit status 1 with output ''"
+	for _, want := range []string{"health: STARTING (shell checker)", "health check failed (forgiven in the initial interval)",
+		"health check failed (1 failure): Command 'exit 1'", "health: FAILED: Command 'exit 1'", "task FAILED",
+		": FAILED after", "(" + reason + ")"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if !strings.Contains(errOut, "task FAILED: "+reason) {
+		t.Errorf("stderr lacks the reason:\n%s", errOut)
+	}
+
+	// --no-health-checks: the same job runs (here to its end).
+	quick := runJobWith(t, "sick", `"processes": [{"name": "app", "cmdline": "sleep 0.5"}]`, checks("exit 1"))
+	code, out, errOut = runCLI(t, "run", quick, "--sandbox", t.TempDir(), "--no-health-checks")
+	if code != exitOK || !strings.Contains(out, "health: off (--no-health-checks)") || strings.Contains(out, "health check failed") {
+		t.Errorf("--no-health-checks: exit %d\n%s%s", code, out, errOut)
+	}
+
+	healthy := runJobWith(t, "healthy", `"processes": [{"name": "app", "cmdline": "sleep 1"}]`, checks("true"))
+	code, out, errOut = runCLI(t, "run", healthy, "--sandbox", t.TempDir())
+	if code != exitOK || !strings.Contains(out, "health: RUNNING after 1 check") {
+		t.Errorf("healthy: exit %d\n%s%s", code, out, errOut)
+	}
+
+	// No health port and no shell checker: the no-op checker.
+	plain := runJob(t, "plain", `"processes": [{"name": "app", "cmdline": "true"}]`)
+	code, out, errOut = runCLI(t, "run", plain, "--sandbox", t.TempDir())
+	if code != exitOK || !strings.Contains(out, "health: none (no health port, no shell checker)") {
+		t.Errorf("plain: exit %d\n%s%s", code, out, errOut)
+	}
+}
+
+func TestHealthText(t *testing.T) {
+	t.Parallel()
+	for want, h := range map[string]executor.Health{
+		"STARTING":   {Checker: executor.CheckerHTTP, State: executor.HealthStarting},
+		"RUNNING":    {Checker: executor.CheckerHTTP, State: executor.HealthRunning, Checks: 3},
+		"1 failure":  {Checker: executor.CheckerShell, State: executor.HealthRunning, Failures: 1},
+		"2 failures": {Checker: executor.CheckerHTTP, State: executor.HealthStarting, Failures: 2},
+		"FAILED":     {Checker: executor.CheckerHTTP, State: executor.HealthFailed, Failures: 3},
+		"none":       {Checker: executor.CheckerNone, State: executor.HealthRunning},
+		"off":        {Checker: executor.CheckerOff, State: executor.HealthRunning},
+	} {
+		if got := healthText(h); got != want {
+			t.Errorf("%+v: %q, want %q", h, got, want)
 		}
 	}
 }
