@@ -49,8 +49,8 @@ func init() {
 			"it fails more than max_consecutive_failures times in a row.\n" +
 			"A .json file is validated and run; anything else is built with nix-build first.\n" +
 			"Ctrl-C (SIGTERM) kills the task as Aurora does: POST /quitquitquit, then\n" +
-			"/abortabortabort to the health port (when there is one), then SIGTERM to the processes\n" +
-			"and the final processes within the task's finalization_wait; a second Ctrl-C kills at once.\n" +
+			"/abortabortabort to the health port (when there is one), then SIGTERM to each process's\n" +
+			"top pid and the final processes, within the runner's minute; a second Ctrl-C kills at once.\n" +
 			"Exit status 1 when the task failed (a failed health check included) or was killed.",
 		flags: func(fs *pflag.FlagSet) {
 			fs.StringVar(&opts.sandbox, "sandbox", "", "run in this directory, created if missing (default: a new temporary directory)")
