@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -290,5 +291,80 @@ func TestRunHelloWorld(t *testing.T) {
 	code, out, errOut = runCLI(t, "run", filepath.Join(root, "examples", "hello_world"), "--sandbox", filepath.Join(dir, "sandbox2"))
 	if code != exitFailure || !strings.Contains(errOut, "process nix_init failed (exit 127)") || !strings.Contains(errOut, "--nix-init") {
 		t.Errorf("without nix-init: exit %d\n%s%s", code, out, errOut)
+	}
+}
+
+// syncBuffer is a bytes.Buffer that the test reads while run writes it.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// TestRunWebService builds examples/web_service and runs it with its health
+// check on, as the executor would on a cluster: the server answers its
+// /health, the task becomes RUNNING, and Ctrl-C stops it through the HTTP
+// lifecycle (the server quits on /quitquitquit), then the final process
+// runs.
+func TestRunWebService(t *testing.T) {
+	testnix.Require(t)
+	root := repoRoot(t)
+	dir := t.TempDir()
+	standIn := filepath.Join(dir, "nix-init")
+	os.WriteFile(standIn, []byte("#!/bin/sh\necho \"stand-in nix-init $*\"\n"), 0o755)
+	sandbox := filepath.Join(dir, "sandbox")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var stdout, stderr syncBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, &env{stdout: &stdout, stderr: &stderr},
+			[]string{"run", filepath.Join(root, "examples", "web_service"), "--nix-init", standIn, "--sandbox", sandbox})
+	}()
+	// The first check comes before the server listens and is forgiven (the
+	// initial interval); the next, interval_secs later, passes.
+	healthy := false
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if strings.Contains(stdout.String(), "health: RUNNING after") {
+			healthy = true
+			break
+		}
+		select {
+		case code := <-done:
+			t.Fatalf("run ended (exit %d) before the task was healthy\n%s%s", code, stdout.String(), stderr.String())
+		default:
+		}
+	}
+	if !healthy {
+		cancel()
+		<-done
+		t.Fatalf("not healthy within 60 s\n%s%s", stdout.String(), stderr.String())
+	}
+	cancel() // Ctrl-C
+	var code int
+	select {
+	case code = <-done:
+	case <-time.After(90 * time.Second):
+		t.Fatalf("run did not end after the kill\n%s%s", stdout.String(), stderr.String())
+	}
+	out := stdout.String()
+	if code != exitFailure || !strings.Contains(out, "task KILLED") && !strings.Contains(stderr.String(), "task KILLED") {
+		t.Errorf("exit %d, want 1 and a KILLED task\n%s%s", code, out, stderr.String())
+	}
+	for _, want := range []string{"kill: POST /quitquitquit answered", "server run 0: SUCCESS", "cleanup run 0: SUCCESS"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
 	}
 }
