@@ -27,9 +27,14 @@ type Options struct {
 	// Netrc supplies HTTP credentials (nix.conf's netrc-file); nil: none.
 	Netrc *Netrc
 	// HTTPClient is used for http(s) caches. nil: DefaultHTTPClient(),
-	// or a new client when ConnectTimeout is set (OpenAll shares one
+	// or a new client when ConnectTimeout or CA is set (OpenAll shares one
 	// among its caches).
 	HTTPClient *http.Client
+	// CA is what https caches' certificates must chain to (nix.conf's
+	// ssl-cert-file, see LoadCA); nil: the system's roots. An HTTPClient
+	// given too must have been made for it (NewHTTPClientCA): here it only
+	// names the bundle in errors.
+	CA *CA
 	// ConnectTimeout bounds connection set-up (default DefaultConnectTimeout).
 	ConnectTimeout time.Duration
 	// StallTimeout aborts a request when no byte arrives for this long,
@@ -76,8 +81,8 @@ func (o *Options) setDefaults() {
 		o.RetryDelay = DefaultRetryDelay
 	}
 	if o.HTTPClient == nil {
-		if o.ConnectTimeout > 0 {
-			o.HTTPClient = NewHTTPClient(o.ConnectTimeout)
+		if o.ConnectTimeout > 0 || o.CA != nil {
+			o.HTTPClient = NewHTTPClientCA(o.ConnectTimeout, o.CA)
 		} else {
 			o.HTTPClient = DefaultHTTPClient()
 		}
@@ -298,7 +303,7 @@ func newCache(rawURL string, opts Options) (*Cache, *cacheURL, error) {
 		c.be = &fileBackend{dir: cu.base.Path}
 		c.url = "file://" + cu.base.Path
 	} else {
-		c.be = &httpBackend{base: cu.base, client: opts.HTTPClient, netrc: opts.Netrc, stall: opts.StallTimeout}
+		c.be = &httpBackend{base: cu.base, client: opts.HTTPClient, netrc: opts.Netrc, stall: opts.StallTimeout, ca: opts.CA}
 		c.url = cu.base.Redacted()
 	}
 	return c, cu, nil
@@ -551,8 +556,8 @@ func OpenAll(ctx context.Context, urls []string, opts Options) (Caches, error) {
 // OpenEach opens the caches of urls in parallel; caches[i] is urls[i]'s,
 // nil when it failed with errs[i], which Options.Logf is told.
 func OpenEach(ctx context.Context, urls []string, opts Options) (caches []*Cache, errs []error) {
-	if opts.HTTPClient == nil && opts.ConnectTimeout > 0 {
-		opts.HTTPClient = NewHTTPClient(opts.ConnectTimeout)
+	if opts.HTTPClient == nil && (opts.ConnectTimeout > 0 || opts.CA != nil) {
+		opts.HTTPClient = NewHTTPClientCA(opts.ConnectTimeout, opts.CA)
 	}
 	caches = make([]*Cache, len(urls))
 	errs = make([]error, len(urls))

@@ -17,7 +17,9 @@
 //     root when the cache has a closure index (see ClosureIndexSuffix and
 //     CLOSURE-INDEX.md), else breadth first, each level in parallel.
 //
-// HTTP: one shared client with connection reuse, netrc credentials, a
+// HTTP: one shared client with connection reuse, netrc credentials, https
+// servers checked against ssl-cert-file's CA bundle when one is named (CA,
+// LoadCA; else the system's roots), a
 // connect timeout, a stall timeout (no byte for a while aborts the read),
 // a bound on concurrent requests per cache, and retries with exponential
 // back-off and jitter for transient failures only (IsTransient): 5xx

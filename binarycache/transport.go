@@ -37,6 +37,12 @@ const (
 // default), and no overall timeout, since NARs are streamed: stalls are
 // caught per read (Options.StallTimeout).
 func NewHTTPClient(connectTimeout time.Duration) *http.Client {
+	return NewHTTPClientCA(connectTimeout, nil)
+}
+
+// NewHTTPClientCA is NewHTTPClient checking https servers against ca
+// (nil: the system's roots), as nix.conf's ssl-cert-file asks.
+func NewHTTPClientCA(connectTimeout time.Duration, ca *CA) *http.Client {
 	if connectTimeout <= 0 {
 		connectTimeout = DefaultConnectTimeout
 	}
@@ -49,6 +55,7 @@ func NewHTTPClient(connectTimeout time.Duration) *http.Client {
 		MaxIdleConnsPerHost:   64,
 		IdleConnTimeout:       90 * time.Second,
 		TLSHandshakeTimeout:   connectTimeout,
+		TLSClientConfig:       ca.tlsConfig(),
 		ExpectContinueTimeout: time.Second,
 		// Go's default is 10 MiB per response, on each connection; a
 		// cache's headers are a few hundred bytes.
@@ -256,6 +263,7 @@ type httpBackend struct {
 	client *http.Client
 	netrc  *Netrc
 	stall  time.Duration
+	ca     *CA // what client checks certificates against, for messages
 }
 
 func (h *httpBackend) String() string { return h.base.String() }
@@ -364,7 +372,7 @@ func (h *httpBackend) open(ctx context.Context, name string, off int64, narinfo 
 	}
 	resp, err := h.client.Do(req)
 	if err != nil {
-		err = stalledOr(rctx, err)
+		err = certError(stalledOr(rctx, err), h.ca)
 		guard.stop()
 		return nil, err
 	}
@@ -410,7 +418,7 @@ func (h *httpBackend) put(ctx context.Context, name, contentType string, size in
 	req.Header.Set("Content-Type", contentType)
 	resp, err := h.client.Do(req)
 	if err != nil {
-		return stalledOr(rctx, err)
+		return certError(stalledOr(rctx, err), h.ca)
 	}
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
 	resp.Body.Close()

@@ -47,6 +47,9 @@ func Load() (*Config, error) { return LoadEnv(os.Environ()) }
 //  3. The contents of NIX_CONFIG, if set. Includes in it must be absolute,
 //     as in Nix.
 //
+// NIX_SSL_CERT_FILE and SSL_CERT_FILE are read too: they replace the
+// default of ssl-cert-file (see SSLCertFile).
+//
 // A configuration file that does not exist is skipped, as in Nix; one that
 // exists but cannot be read is skipped too and reported by Warnings.
 func LoadEnv(environ []string) (*Config, error) {
@@ -64,6 +67,14 @@ func LoadEnv(environ []string) (*Config, error) {
 		confDir = abs
 	}
 	c := New(confDir)
+	// Nix's FileTransferSettings constructor: the environment replaces
+	// ssl-cert-file's default before any configuration is read.
+	for _, k := range []string{"NIX_SSL_CERT_FILE", "SSL_CERT_FILE"} {
+		if v, ok := env[k]; ok {
+			c.sslEnv = value{v: v, origin: k}
+			break
+		}
+	}
 	if err := c.applyTopFile(filepath.Join(confDir, "nix.conf")); err != nil {
 		return nil, err
 	}

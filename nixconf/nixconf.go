@@ -6,6 +6,11 @@
 // finally the contents of $NIX_CONFIG. Later assignments override earlier
 // ones, except `extra-NAME = ...`, which appends to NAME.
 //
+// One setting follows newer Nix (2.15 and later): ssl-cert-file, the CA
+// bundle for https:// downloads (see SSLCertFile). Nix 2.8 only reads
+// NIX_SSL_CERT_FILE and SSL_CERT_FILE and ignores the setting in nix.conf;
+// a node whose nix.conf names it runs a Nix that honours it.
+//
 // The syntax is that of Nix's applyConfig: one `name = value` per line, where
 // `=` must stand alone between whitespace; `#` starts a comment anywhere in a
 // line; `include PATH` reads another file (an error if it is missing) and
@@ -21,6 +26,7 @@ package nixconf
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -79,6 +85,15 @@ var specs = map[string]spec{
 	"allowed-users":              {kindList, "*"},
 	"experimental-features":      {kindList, ""},
 	"build-users-group":          {kindString, ""},
+	"ssl-cert-file":              {kindString, ""}, // default: see SSLCertFile
+}
+
+// DefaultSSLCertFiles are the CA bundles Nix (2.8 to 2.34) takes for
+// ssl-cert-file, the first that exists, when neither the setting nor
+// NIX_SSL_CERT_FILE nor SSL_CERT_FILE names one.
+var DefaultSSLCertFiles = []string{
+	"/etc/ssl/certs/ca-certificates.crt",
+	"/nix/var/nix/profiles/default/etc/ssl/certs/ca-bundle.crt",
 }
 
 // aliases are Nix 2.8's old names for the settings above.
@@ -109,6 +124,11 @@ type Config struct {
 	values   map[string]value
 	files    []string
 	warnings []string
+	// sslEnv is NIX_SSL_CERT_FILE's or SSL_CERT_FILE's value (origin: the
+	// variable's name), the default of ssl-cert-file; v == "" when unset.
+	sslEnv value
+	// sslDefaults are the candidates for ssl-cert-file's default.
+	sslDefaults []string
 }
 
 // New returns a Config holding only Nix's defaults, for a node whose
@@ -118,7 +138,7 @@ func New(confDir string) *Config {
 	if confDir == "" {
 		confDir = DefaultConfDir
 	}
-	return &Config{confDir: filepath.Clean(confDir), values: map[string]value{}}
+	return &Config{confDir: filepath.Clean(confDir), values: map[string]value{}, sslDefaults: DefaultSSLCertFiles}
 }
 
 // ConfDir is the configuration directory (NIX_CONF_DIR) the Config was
@@ -134,8 +154,19 @@ func (c *Config) Files() []string { return append([]string(nil), c.files...) }
 func (c *Config) Warnings() []string { return append([]string(nil), c.warnings...) }
 
 func (c *Config) def(name string) (string, bool) {
-	if name == "netrc-file" {
+	switch name {
+	case "netrc-file":
 		return filepath.Join(c.confDir, "netrc"), true
+	case "ssl-cert-file":
+		if c.sslEnv.v != "" {
+			return c.sslEnv.v, true
+		}
+		for _, f := range c.sslDefaults {
+			if _, err := os.Stat(f); err == nil {
+				return f, true
+			}
+		}
+		return "", true
 	}
 	s, ok := specs[name]
 	return s.def, ok
@@ -162,11 +193,17 @@ func (c *Config) IsSet(name string) bool {
 }
 
 // Origin says where a setting's value comes from: "FILE:LINE",
-// "NIX_CONFIG:LINE", "override", or "default" when it was never assigned.
-// For a value built by extra-NAME, it is the last assignment's origin.
+// "NIX_CONFIG:LINE", "override", or "default" when it was never assigned
+// (for ssl-cert-file: "NIX_SSL_CERT_FILE" or "SSL_CERT_FILE" when its
+// default comes from the environment). For a value built by extra-NAME, it
+// is the last assignment's origin.
 func (c *Config) Origin(name string) string {
-	if v, ok := c.values[canonical(name)]; ok {
+	name = canonical(name)
+	if v, ok := c.values[name]; ok {
 		return v.origin
+	}
+	if name == "ssl-cert-file" && c.sslEnv.v != "" {
+		return c.sslEnv.origin
 	}
 	return "default"
 }
@@ -214,6 +251,26 @@ func (c *Config) RequireSigs() bool {
 func (c *Config) NetrcFile() string {
 	v, _ := c.Get("netrc-file")
 	return v
+}
+
+// SSLCertFile is `ssl-cert-file`, the PEM bundle of the CA certificates
+// that https:// caches must chain to, and where it comes from (Origin), as
+// Nix 2.15 to 2.34 decide it:
+//
+//  1. the setting, from nix.conf, NIX_CONFIG or Override, even when it names
+//     a file that does not exist (which fails later, as curl does in Nix);
+//  2. else NIX_SSL_CERT_FILE if it is set and not empty; if it is set to
+//     "", SSL_CERT_FILE is not consulted (Nix's getEnv(...).value_or);
+//  3. else SSL_CERT_FILE if it is set and not empty;
+//  4. else the first of DefaultSSLCertFiles that exists.
+//
+// "" (no default exists, or an explicit `ssl-cert-file =`) means no file:
+// the TLS library's own roots, as curl's built-in bundle in Nix. The
+// environment is the one LoadEnv was given; a Config from New, LoadFiles
+// or Parse has none.
+func (c *Config) SSLCertFile() (file, origin string) {
+	v, _ := c.Get("ssl-cert-file")
+	return v, c.Origin("ssl-cert-file")
 }
 
 // ConnectTimeout is `connect-timeout`; 0 means unset (curl's default).

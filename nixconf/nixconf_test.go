@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -376,5 +377,76 @@ func TestAgreesWithNix(t *testing.T) {
 		if got != nix[name] {
 			t.Errorf("%s: nixconf %q, nix %q", name, got, nix[name])
 		}
+	}
+}
+
+// TestSSLCertFile checks ssl-cert-file's precedence, as in Nix 2.15 to
+// 2.34: the setting, else NIX_SSL_CERT_FILE, else SSL_CERT_FILE, else the
+// first default file that exists.
+func TestSSLCertFile(t *testing.T) {
+	t.Parallel()
+	d := t.TempDir()
+	present := filepath.Join(d, "present.crt")
+	writeFiles(t, d, map[string]string{"present.crt": "x"})
+	defaults := []string{filepath.Join(d, "missing.crt"), present}
+	tests := []struct {
+		name       string
+		conf       string   // etc/nix.conf
+		env        []string // extra environment
+		defaults   []string
+		want, from string // "@" in from is replaced by D
+	}{
+		{name: "first default that exists", defaults: defaults, want: present, from: "default"},
+		{name: "no default exists", defaults: defaults[:1], want: "", from: "default"},
+		{name: "SSL_CERT_FILE", env: []string{"SSL_CERT_FILE=/s.pem"}, defaults: defaults, want: "/s.pem", from: "SSL_CERT_FILE"},
+		{name: "NIX_SSL_CERT_FILE", env: []string{"NIX_SSL_CERT_FILE=/n.pem"}, defaults: defaults, want: "/n.pem", from: "NIX_SSL_CERT_FILE"},
+		{
+			name: "NIX_SSL_CERT_FILE before SSL_CERT_FILE",
+			env:  []string{"SSL_CERT_FILE=/s.pem", "NIX_SSL_CERT_FILE=/n.pem"}, want: "/n.pem", from: "NIX_SSL_CERT_FILE",
+		},
+		{
+			// getEnv("NIX_SSL_CERT_FILE").value_or(...) is "": no override.
+			name: "NIX_SSL_CERT_FILE set empty hides SSL_CERT_FILE",
+			env:  []string{"NIX_SSL_CERT_FILE=", "SSL_CERT_FILE=/s.pem"}, defaults: defaults, want: present, from: "default",
+		},
+		{
+			name: "nix.conf before the environment",
+			conf: "ssl-cert-file = /etc/ca.pem\n", env: []string{"SSL_CERT_FILE=/s.pem", "NIX_SSL_CERT_FILE=/n.pem"},
+			defaults: defaults, want: "/etc/ca.pem", from: "@/etc/nix.conf:1",
+		},
+		{
+			name: "nix.conf naming a missing file still wins",
+			conf: "ssl-cert-file = /nonexistent.pem\n", defaults: defaults, want: "/nonexistent.pem", from: "@/etc/nix.conf:1",
+		},
+		{name: "explicitly empty", conf: "ssl-cert-file =\n", env: []string{"SSL_CERT_FILE=/s.pem"}, defaults: defaults, want: "", from: "@/etc/nix.conf:1"},
+		{
+			name: "NIX_CONFIG after nix.conf",
+			conf: "ssl-cert-file = /etc/ca.pem\n", env: []string{"NIX_CONFIG=ssl-cert-file = /c.pem"}, want: "/c.pem", from: "NIX_CONFIG:1",
+		},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			dir := filepath.Join(d, strconv.Itoa(i))
+			writeFiles(t, dir, map[string]string{"etc/nix.conf": tt.conf})
+			c, err := LoadEnv(append(isolatedEnv(dir), tt.env...))
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.sslDefaults = tt.defaults
+			file, from := c.SSLCertFile()
+			if want := strings.ReplaceAll(tt.from, "@", dir); file != tt.want || from != want {
+				t.Errorf("SSLCertFile() = %q, %q; want %q, %q", file, from, tt.want, want)
+			}
+			if tt.conf == "" && c.IsSet("ssl-cert-file") {
+				t.Errorf("IsSet without a setting")
+			}
+			if err := c.Override("ssl-cert-file", "/o.pem"); err != nil {
+				t.Fatal(err)
+			}
+			if file, from := c.SSLCertFile(); file != "/o.pem" || from != "override" {
+				t.Errorf("after Override: %q, %q", file, from)
+			}
+		})
 	}
 }

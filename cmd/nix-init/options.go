@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -183,6 +184,10 @@ func (o *storeOptions) substituter(st *settings) (realise.Substituter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read netrc: %w", err)
 	}
+	ca, err := loadCA(st)
+	if err != nil {
+		return nil, err
+	}
 	local, err := o.localStore(st)
 	if err != nil {
 		return nil, err
@@ -193,6 +198,7 @@ func (o *storeOptions) substituter(st *settings) (realise.Substituter, error) {
 		Options: binarycache.Options{
 			TrustedKeys:    keys,
 			Netrc:          netrc,
+			CA:             ca,
 			ConnectTimeout: st.connectTO,
 			StallTimeout:   st.conf.StalledDownloadTimeout(),
 			Attempts:       downloadAttempts(st.conf),
@@ -203,6 +209,20 @@ func (o *storeOptions) substituter(st *settings) (realise.Substituter, error) {
 		Imports:  o.imports,
 		Fallback: realise.Daemon{},
 	}, nil
+}
+
+// loadCA reads the CA bundle https caches are checked against, as Nix
+// decides it (ssl-cert-file, else NIX_SSL_CERT_FILE, else SSL_CERT_FILE,
+// else the first default bundle that exists), so that a bad one fails now
+// rather than as a TLS error later. Only when a substituter is https: Nix
+// too reads the bundle only for https downloads.
+func loadCA(st *settings) (*binarycache.CA, error) {
+	if !slices.ContainsFunc(st.substituters, func(u string) bool {
+		return strings.HasPrefix(strings.ToLower(u), "https://")
+	}) {
+		return nil, nil
+	}
+	return binarycache.LoadCA(st.conf.SSLCertFile())
 }
 
 // downloadAttempts is nix.conf's download-attempts (0, the default, when

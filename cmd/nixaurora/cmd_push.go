@@ -16,6 +16,7 @@ import (
 	"github.com/nix-aurora/nix-aurora/aurora"
 	"github.com/nix-aurora/nix-aurora/binarycache"
 	"github.com/nix-aurora/nix-aurora/internal/human"
+	"github.com/nix-aurora/nix-aurora/nixconf"
 	"github.com/nix-aurora/nix-aurora/store"
 )
 
@@ -100,6 +101,13 @@ func runPush(ctx context.Context, e *env, opts pushOptions, args []string) error
 		}
 	}
 
+	// As `nix copy --to https://…` does: nix.conf's ssl-cert-file (else
+	// NIX_SSL_CERT_FILE, SSL_CERT_FILE, Nix's default bundle).
+	ca, err := pushCA(opts.to)
+	if err != nil {
+		return err
+	}
+
 	var roots []pushRoot
 	for _, arg := range args {
 		r, err := pushRoots(ctx, e, arg, opts.expr)
@@ -122,6 +130,7 @@ func runPush(ctx context.Context, e *env, opts pushOptions, args []string) error
 	up, err := binarycache.NewUploader(ctx, opts.to, key, binarycache.UploadOptions{
 		Options: binarycache.Options{
 			Netrc: netrc,
+			CA:    ca,
 			Logf: func(format string, args ...any) {
 				mu.Lock()
 				defer mu.Unlock()
@@ -379,4 +388,17 @@ func (p *storePool) NarFromPath(ctx context.Context, path string, w io.Writer) (
 	info, err := c.NarFromPath(ctx, path, w)
 	p.put(c, err)
 	return info, err
+}
+
+// pushCA is the CA bundle an https cache is checked against (nil for
+// other caches: Nix reads the bundle only for https).
+func pushCA(to string) (*binarycache.CA, error) {
+	if !strings.HasPrefix(strings.ToLower(to), "https://") {
+		return nil, nil
+	}
+	conf, err := nixconf.Load()
+	if err != nil {
+		return nil, fmt.Errorf("read nix.conf: %w", err)
+	}
+	return binarycache.LoadCA(conf.SSLCertFile())
 }
