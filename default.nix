@@ -2,6 +2,7 @@
 #
 #   (import ./. {}).aurora                      the job library (no nixpkgs needed)
 #   (import ./. { inherit pkgs; }).nix-init     nix-init built from source with nixpkgs
+#   (import ./. { inherit pkgs; }).nixaurora    the nixaurora CLI, likewise
 #   (import ./. { nixInitPrebuilt = ./stage; }).nix-init
 #                                               a prebuilt static nix-init: the directory
 #                                               (holding bin/nix-init) added to the store,
@@ -29,10 +30,9 @@ let
   # One static binary that decodes xz with liblzma, as scripts/build-nix-init
   # builds it: pkgsStatic (musl) links liblzma and the libc statically.
   static = pkgs.pkgsStatic;
-  fromSource = static.buildGoModule {
-    pname = "nix-init";
-    inherit version src;
-    subPackages = [ "cmd/nix-init" ];
+  goProgram = { pname, description }: static.buildGoModule {
+    inherit pname version src;
+    subPackages = [ "cmd/${pname}" ];
     # The hash of `go mod vendor`; a test recomputes it, so it cannot go stale.
     vendorHash = "sha256-uYeJO5Kmzt4nnTgtRBvKpUG7MIAmflQXQ7WK7WjQFus=";
     buildInputs = [ static.xz ];
@@ -40,9 +40,13 @@ let
     tags = [ "netgo" "osusergo" ];
     ldflags = [ "-s" "-w" "-X main.version=${version}" "-linkmode external" "-extldflags -static" ];
     meta = {
-      description = "Init process for Aurora sandboxes: realises and roots Nix closures";
-      mainProgram = "nix-init";
+      inherit description;
+      mainProgram = pname;
     };
+  };
+  fromSource = goProgram {
+    pname = "nix-init";
+    description = "Init process for Aurora sandboxes: realises and roots Nix closures";
   };
 
   prebuilt = builtins.path {
@@ -57,4 +61,12 @@ in
     if nixInitPrebuilt != null then prebuilt
     else if pkgs != null then fromSource
     else throw "nix-init: pass pkgs (nixpkgs, to build from source) or nixInitPrebuilt (a directory holding bin/nix-init)";
+
+  # The config compiler's CLI, built as nix-init is (static, liblzma).
+  nixaurora =
+    if pkgs != null then goProgram {
+      pname = "nixaurora";
+      description = "Builds, validates, pushes, diffs and runs Aurora jobs written in Nix";
+    }
+    else throw "nixaurora: pass pkgs (nixpkgs, to build from source)";
 }

@@ -14,7 +14,10 @@ import (
 )
 
 // exprOptions say how to build a job expression: the flags build, run,
-// diff and push share.
+// diff and push share. Where they take FILE or DIR they also take a flake
+// output (.#jobs.NAME, PATH#ATTR, github:OWNER/REPO#ATTR), which compile
+// builds with nix build; its attribute follows '#', and it takes no -A,
+// --arg or --argstr.
 type exprOptions struct {
 	attr    string
 	args    []string // NAME=EXPR
@@ -22,7 +25,7 @@ type exprOptions struct {
 }
 
 func (o *exprOptions) addFlags(fs *pflag.FlagSet) {
-	fs.StringVarP(&o.attr, "attr", "A", "", "build this attribute of the job expression")
+	fs.StringVarP(&o.attr, "attr", "A", "", "build this attribute of the job expression (a flake reference names it after '#': .#jobs.NAME)")
 	fs.StringArrayVar(&o.args, "arg", nil, "NAME=EXPR: pass the Nix expression EXPR as argument NAME (nix-build --arg; repeatable)")
 	fs.StringArrayVar(&o.argstrs, "argstr", nil, "NAME=VALUE: pass the string VALUE as argument NAME (nix-build --argstr; repeatable)")
 }
@@ -67,8 +70,10 @@ func resolve(arg string) string {
 }
 
 // isJSON reports whether arg is (or links to) a job JSON file rather than
-// an expression.
-func isJSON(arg string) bool { return strings.HasSuffix(resolve(arg), ".json") }
+// an expression or a flake's output.
+func isJSON(arg string) bool {
+	return !compile.IsFlakeRef(arg) && strings.HasSuffix(resolve(arg), ".json")
+}
 
 // readJobs reads a job JSON file strictly as Aurora's client does; with
 // validate, Aurora's client checks must pass too.
