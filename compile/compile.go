@@ -60,7 +60,11 @@ type Error struct {
 	File, Attr string
 	// Log is the tail of nix-build's stderr, where Nix explains the failure.
 	Log string
-	Err error
+	// Shown says that Log already went to Options.Progress as Nix wrote
+	// it: the message then points there instead of repeating it, so that
+	// a terminal or a task's log holds Nix's error once, where Nix put it.
+	Shown bool
+	Err   error
 }
 
 func (e *Error) Error() string {
@@ -69,7 +73,10 @@ func (e *Error) Error() string {
 		target += " (attribute " + e.Attr + ")"
 	}
 	msg := "nix-build " + target + ": " + e.Err.Error()
-	if e.Log != "" {
+	switch {
+	case e.Log != "" && e.Shown:
+		msg += " (Nix's error above)"
+	case e.Log != "":
 		msg += "\n" + e.Log
 	}
 	return msg
@@ -173,7 +180,7 @@ func nixBuild(ctx context.Context, opts Options) ([]string, error) {
 		fmt.Fprintln(progress, line)
 	}
 	if err := cmd.Wait(); err != nil {
-		return nil, &Error{File: opts.File, Attr: opts.Attr, Log: tail.String(), Err: err}
+		return nil, &Error{File: opts.File, Attr: opts.Attr, Log: tail.String(), Shown: opts.Progress != nil, Err: err}
 	}
 	var paths []string
 	for _, line := range strings.Split(strings.TrimSpace(stdout.String()), "\n") {
@@ -182,7 +189,7 @@ func nixBuild(ctx context.Context, opts Options) ([]string, error) {
 		}
 	}
 	if len(paths) == 0 {
-		return nil, &Error{File: opts.File, Attr: opts.Attr, Log: tail.String(), Err: errors.New("produced no output")}
+		return nil, &Error{File: opts.File, Attr: opts.Attr, Log: tail.String(), Shown: opts.Progress != nil, Err: errors.New("produced no output")}
 	}
 	return paths, nil
 }
