@@ -89,7 +89,7 @@ func runRun(ctx context.Context, e *env, opts runOptions, args []string) error {
 		return err
 	}
 	if n := job.InstanceCount(); int64(opts.instance) >= n {
-		return usagef("--instance %d: job %s has %d instance(s), 0 to %d", opts.instance, job.Key(), n, n-1)
+		return usagef("--instance %d: job %s has %s, 0 to %d", opts.instance, job.Key(), count(n, "instance"), n-1)
 	}
 	if opts.nixInit != "" {
 		if job, err = withNixInit(job, opts.nixInit); err != nil {
@@ -417,7 +417,7 @@ func (v *statusView) line(s thermos.ProcessStatus) string {
 		out += "  " + shortDuration(s.Duration)
 	}
 	if n := v.failures[s.Process]; n > 0 {
-		out += fmt.Sprintf("  (%d failed run(s))", n)
+		out += fmt.Sprintf("  (%s)", count(int64(n), "failed run"))
 	}
 	if s.Message != "" {
 		out += "  " + s.Message

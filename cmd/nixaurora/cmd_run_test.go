@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"github.com/nix-aurora/nix-aurora/aurora"
 	"github.com/nix-aurora/nix-aurora/executor"
 	"github.com/nix-aurora/nix-aurora/internal/testnix"
+	"github.com/nix-aurora/nix-aurora/thermos"
 )
 
 // The tests that run the CLI do not call t.Parallel: a command's options
@@ -118,7 +120,7 @@ func TestRunUsage(t *testing.T) {
 	}{
 		{[]string{"run", two}, exitUsage, "pick one with --job KEY: c/r/devel/a, c/r/devel/b"},
 		{[]string{"run", two, "--job", "nope"}, exitUsage, "no such job"},
-		{[]string{"run", two, "--job", "a", "--instance", "1"}, exitUsage, "has 1 instance(s)"},
+		{[]string{"run", two, "--job", "a", "--instance", "1"}, exitUsage, "has 1 instance, 0 to 0"},
 		{[]string{"run", two, "--job", "a", "--instance", "-1"}, exitUsage, "count from 0"},
 		{[]string{"run", two, "-A", "x"}, exitUsage, "for Nix expressions"},
 		{[]string{"run", two, two}, exitUsage, "one JOB"},
@@ -366,5 +368,20 @@ func TestRunWebService(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+// Counts in messages agree with their nouns: 1 failed run, 2 failed runs.
+func TestRunPluralMessages(t *testing.T) {
+	v := newStatusView(io.Discard, "c/r/devel/a", 0)
+	s := thermos.ProcessStatus{Process: "p", State: thermos.ProcessWaiting, Run: 1}
+	for n, want := range map[int]string{1: "(1 failed run)", 2: "(2 failed runs)"} {
+		v.failures["p"] = n
+		if l := v.line(s); !strings.Contains(l, want) {
+			t.Errorf("%d failures: %q lacks %q", n, l, want)
+		}
+	}
+	if code, _, errOut := runCLI(t, "diff", "old.json"); code != exitUsage || !strings.Contains(errOut, "got 1 argument\n") {
+		t.Errorf("diff with one argument: exit %d\n%s", code, errOut)
 	}
 }
