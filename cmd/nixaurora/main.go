@@ -79,6 +79,10 @@ func run(ctx context.Context, e *env, args []string) int {
 		}
 		return exitOK
 	}
+	if args[0] == "--version" {
+		fmt.Fprintln(e.stdout, versionLine())
+		return exitOK
+	}
 	c, ok := commands[args[0]]
 	if !ok {
 		fmt.Fprintf(e.stderr, "nixaurora: unknown command %q\n\n", args[0])
