@@ -72,7 +72,11 @@ type Error struct {
 	Flake bool
 	// Log is the tail of nix-build's stderr, where Nix explains the failure.
 	Log string
-	Err error
+	// Shown says that Log already went to Options.Progress as Nix wrote
+	// it: the message then points there instead of repeating it, so that
+	// a terminal or a task's log holds Nix's error once, where Nix put it.
+	Shown bool
+	Err   error
 }
 
 func (e *Error) Error() string {
@@ -85,7 +89,10 @@ func (e *Error) Error() string {
 		prog = "nix build "
 	}
 	msg := prog + target + ": " + e.Err.Error()
-	if e.Log != "" {
+	switch {
+	case e.Log != "" && e.Shown:
+		msg += " (Nix's error above)"
+	case e.Log != "":
 		msg += "\n" + e.Log
 	}
 	return msg
@@ -245,7 +252,7 @@ func builtPaths(out []byte) ([]string, error) {
 func nixBuild(ctx context.Context, opts Options) ([]string, error) {
 	flake := IsFlakeRef(opts.File)
 	fail := func(log string, err error) error {
-		return &Error{File: opts.File, Attr: opts.Attr, Flake: flake, Log: log, Err: err}
+		return &Error{File: opts.File, Attr: opts.Attr, Flake: flake, Log: log, Shown: opts.Progress != nil, Err: err}
 	}
 	prog, args, err := command(opts)
 	if err != nil {

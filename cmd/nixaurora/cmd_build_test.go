@@ -249,3 +249,27 @@ func TestBuildCronJob(t *testing.T) {
 		t.Errorf("stderr lacks\n%s\n%s", want, errOut)
 	}
 }
+
+// Nix's evaluation error reaches stderr once, live as Nix writes it; the
+// final line names the file and attribute and points up to it.
+func TestBuildNixErrorPrintedOnce(t *testing.T) {
+	testnix.Require(t)
+	file := filepath.Join(t.TempDir(), "jobs.nix")
+	os.WriteFile(file, []byte(`{ broken = throw "the job library says no"; }`), 0o644)
+	code, out, errOut := runCLI(t, "build", file, "-A", "broken")
+	if code != exitFailure || out != "" {
+		t.Fatalf("exit %d, stdout %q\n%s", code, out, errOut)
+	}
+	if n := strings.Count(errOut, "the job library says no"); n != 1 {
+		t.Errorf("Nix's error is printed %d times, want once:\n%s", n, errOut)
+	}
+	lines := strings.Split(strings.TrimRight(errOut, "\n"), "\n")
+	last := lines[len(lines)-1]
+	want := "nixaurora build: nix-build " + file + " (attribute broken): "
+	if !strings.HasPrefix(last, want) || !strings.HasSuffix(last, "(Nix's error above)") {
+		t.Errorf("last line %q, want %q...(Nix's error above)", last, want)
+	}
+	if i := strings.Index(errOut, "the job library says no"); i > strings.LastIndex(errOut, last) {
+		t.Errorf("Nix's error comes after the summary:\n%s", errOut)
+	}
+}

@@ -35,7 +35,7 @@ func init() {
 
 func runDiff(ctx context.Context, e *env, opts diffOptions, args []string) error {
 	if len(args) != 2 {
-		return usagef("diff takes OLD and NEW, got %d arguments", len(args))
+		return usagef("diff takes OLD and NEW, got %s", count(int64(len(args)), "argument"))
 	}
 	if _, err := opts.expr.nixArgs(); err != nil {
 		return err

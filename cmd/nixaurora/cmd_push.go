@@ -21,12 +21,13 @@ import (
 )
 
 type pushOptions struct {
-	to        string
-	secretKey string
-	noSign    bool
-	jobs      int
-	netrc     string
-	expr      exprOptions
+	to          string
+	secretKey   string
+	noSign      bool
+	jobs        int
+	netrc       string
+	compression string
+	expr        exprOptions
 }
 
 func init() {
@@ -44,7 +45,10 @@ func init() {
 			fs.StringVar(&opts.secretKey, "secret-key", "", "sign with this key file (nix-store --generate-binary-cache-key); default $NIX_SECRET_KEY_FILE")
 			fs.BoolVar(&opts.noSign, "no-sign", false, "upload without signing (nodes then need require-sigs = false)")
 			fs.IntVarP(&opts.jobs, "jobs", "j", 4, "upload this many paths at once")
-			fs.StringVar(&opts.netrc, "netrc", "", "HTTP credentials for the cache, in netrc format")
+			fs.StringVar(&opts.netrc, "netrc", "", "HTTP credentials for the cache, in netrc format (default: nix.conf's netrc-file, as nix-init reads it)")
+			fs.StringVar(&opts.compression, "compression", "zstd", "compress the NARs with zstd, xz or none, named as Nix's binary cache store names them (.nar.zst, .nar.xz, .nar). "+
+				"zstd by default: decompressing is most of a node's work, and nix-init realises a zstd cache about 4x faster than an xz one "+
+				"(BENCHMARKS.md); xz is smaller and what every Nix reads; none for data that does not compress")
 			opts.expr.addFlags(fs)
 		},
 		run: func(ctx context.Context, e *env, args []string) error { return runPush(ctx, e, opts, args) },
@@ -70,6 +74,11 @@ func runPush(ctx context.Context, e *env, opts pushOptions, args []string) error
 	if opts.jobs < 1 {
 		return usagef("--jobs %d: want at least 1", opts.jobs)
 	}
+	switch opts.compression {
+	case "zstd", "xz", "none":
+	default:
+		return usagef("--compression %q: want zstd, xz or none", opts.compression)
+	}
 	// A malformed --arg is a usage error before anything is read or built.
 	_, err := opts.expr.nixArgs()
 	if err != nil {
@@ -94,11 +103,9 @@ func runPush(ctx context.Context, e *env, opts pushOptions, args []string) error
 			return fmt.Errorf("signing key: %w", err)
 		}
 	}
-	var netrc *binarycache.Netrc
-	if opts.netrc != "" {
-		if netrc, err = binarycache.LoadNetrc(opts.netrc); err != nil {
-			return fmt.Errorf("--netrc: %w", err)
-		}
+	netrc, err := pushNetrc(opts.netrc)
+	if err != nil {
+		return err
 	}
 
 	// As `nix copy --to https://…` does: nix.conf's ssl-cert-file (else
@@ -137,8 +144,9 @@ func runPush(ctx context.Context, e *env, opts pushOptions, args []string) error
 				fmt.Fprintf(e.stderr, "nixaurora push: "+format+"\n", args...)
 			},
 		},
-		Parallel: opts.jobs,
-		Unsigned: opts.noSign,
+		Parallel:    opts.jobs,
+		Unsigned:    opts.noSign,
+		Compression: opts.compression,
 		Progress: func(path, action string, ni *binarycache.NarInfo) {
 			mu.Lock()
 			defer mu.Unlock()
@@ -181,6 +189,25 @@ func runPush(ctx context.Context, e *env, opts pushOptions, args []string) error
 	summary += fmt.Sprintf(", in %.2fs", time.Since(start).Seconds())
 	fmt.Fprintln(e.stderr, summary)
 	return nil
+}
+
+// pushNetrc reads the credentials for the cache: file, or else nix.conf's
+// netrc-file, the one nix-init and Nix read, so that one file serves the
+// pushes and the nodes. A missing file means no credentials.
+func pushNetrc(file string) (*binarycache.Netrc, error) {
+	flag := "--netrc"
+	if file == "" {
+		conf, err := nixconf.Load()
+		if err != nil {
+			return nil, fmt.Errorf("read nix.conf for its netrc-file: %w", err)
+		}
+		file, flag = conf.NetrcFile(), "nix.conf's netrc-file"
+	}
+	netrc, err := binarycache.LoadNetrc(file)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", flag, err)
+	}
+	return netrc, nil
 }
 
 func plural(n int, one, many string) string {

@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"io/fs"
 	"net/http"
 	"net/http/httptest"
@@ -23,6 +25,7 @@ import (
 	"github.com/nix-aurora/nix-aurora/binarycache"
 	"github.com/nix-aurora/nix-aurora/internal/testnix"
 	"github.com/nix-aurora/nix-aurora/internal/testnode"
+	"github.com/nix-community/go-nix/pkg/nixbase32"
 )
 
 // pushKey makes a fresh signing key with nix-store and returns the secret
@@ -306,12 +309,16 @@ func TestPushHTTPCache(t *testing.T) {
 	}
 
 	// Without credentials the first PUT fails, naming what and where.
+	conf := os.Getenv("NIX_CONFIG")
+	t.Setenv("NIX_CONFIG", conf+"\nnetrc-file = "+filepath.Join(t.TempDir(), "missing"))
 	code, _, errOut := runCLI(t, "push", "--to", front.URL, "--secret-key", sk, link)
 	if code != exitFailure || !strings.Contains(errOut, front.URL) || !strings.Contains(errOut, "401") {
 		t.Fatalf("push without credentials: exit %d\n%s", code, errOut)
 	}
 
-	code, _, errOut = runCLI(t, "push", "--to", front.URL, "--secret-key", sk, "--netrc", netrc, link)
+	// Without --netrc, nix.conf's netrc-file has the credentials.
+	t.Setenv("NIX_CONFIG", conf+"\nnetrc-file = "+netrc)
+	code, _, errOut = runCLI(t, "push", "--to", front.URL, "--secret-key", sk, link)
 	if code != exitOK {
 		t.Fatalf("push: exit %d\n%s", code, errOut)
 	}
@@ -668,5 +675,96 @@ func TestPushFIFOsInCache(t *testing.T) {
 	code, errOut = pushPromptly(t, dir, "push", "--to", "file://"+dir, "--secret-key", sk, fx.Root)
 	if code != exitFailure || !strings.Contains(errOut, info+" is a named pipe (FIFO)") {
 		t.Errorf("push to a cache whose nix-cache-info is a FIFO: exit %d\n%s", code, errOut)
+	}
+}
+
+// --netrc wins over nix.conf's netrc-file, which is the default; a missing
+// file means no credentials; a bad one is named.
+func TestPushNetrc(t *testing.T) {
+	dir := t.TempDir()
+	conf, flag := filepath.Join(dir, "conf-netrc"), filepath.Join(dir, "flag-netrc")
+	os.WriteFile(conf, []byte("machine cache.example login conf password c\n"), 0o600)
+	os.WriteFile(flag, []byte("machine cache.example login flag password f\n"), 0o600)
+	t.Setenv("NIX_CONFIG", "netrc-file = "+conf)
+	for file, want := range map[string]string{"": "conf", flag: "flag"} {
+		n, err := pushNetrc(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if login, _, ok := n.Credentials("cache.example"); !ok || login != want {
+			t.Errorf("pushNetrc(%q): login %q, %v; want %q", file, login, ok, want)
+		}
+	}
+	t.Setenv("NIX_CONFIG", "netrc-file = "+filepath.Join(dir, "missing"))
+	if n, err := pushNetrc(""); err != nil {
+		t.Errorf("missing netrc-file: %v", err)
+	} else if _, _, ok := n.Credentials("cache.example"); ok {
+		t.Errorf("missing netrc-file gave credentials")
+	}
+	bad := filepath.Join(dir, "bad")
+	os.WriteFile(bad, []byte("machine\n"), 0o600)
+	t.Setenv("NIX_CONFIG", "netrc-file = "+bad)
+	if _, err := pushNetrc(""); err == nil || !strings.Contains(err.Error(), "nix.conf's netrc-file") {
+		t.Errorf("bad netrc-file: %v", err)
+	}
+}
+
+// Each --compression writes NARs named and described as Nix's binary cache
+// store writes them; the binarycache reader checks FileHash, FileSize and
+// NarHash of every one, and Nix 2.8 substitutes from the cache.
+func TestPushCompression(t *testing.T) {
+	testnix.Require(t)
+	sk, pk := pushKey(t)
+	_, _, roots, closure := builtJob(t)
+	key, err := binarycache.ParsePublicKey(pk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ method, ext string }{{"zstd", ".nar.zst"}, {"xz", ".nar.xz"}, {"none", ".nar"}} {
+		t.Run(c.method, func(t *testing.T) {
+			dir := cacheDir(t)
+			args := []string{"push", "--to", "file://" + dir, "--secret-key", sk, "--compression", c.method}
+			code, _, errOut := runCLI(t, append(args, roots...)...)
+			if code != exitOK {
+				t.Fatalf("push: exit %d\n%s", code, errOut)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			cache, err := binarycache.Open(ctx, "file://"+dir, binarycache.Options{TrustedKeys: []binarycache.PublicKey{key}, VerifyFileHash: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, p := range closure {
+				ni, err := cache.NarInfo(ctx, p)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if ni.Compression != c.method || !strings.HasSuffix(ni.URL, c.ext) || strings.TrimSuffix(ni.URL, c.ext) != "nar/"+strings.TrimPrefix(ni.FileHash, "sha256:") {
+					t.Errorf("%s: Compression %q, URL %q, FileHash %s; want %s and nar/FILEHASH%s", p, ni.Compression, ni.URL, ni.FileHash, c.method, c.ext)
+				}
+				data, err := os.ReadFile(filepath.Join(dir, ni.URL))
+				if err != nil {
+					t.Fatal(err)
+				}
+				sum := sha256.Sum256(data)
+				if got := "sha256:" + nixbase32.EncodeToString(sum[:]); got != ni.FileHash || uint64(len(data)) != ni.FileSize {
+					t.Errorf("%s: the file has %d bytes, %s; the narinfo says %d, %s", ni.URL, len(data), got, ni.FileSize, ni.FileHash)
+				}
+				if c.method == "none" && (ni.FileHash != ni.NarHash || ni.FileSize != ni.NarSize) {
+					t.Errorf("%s: uncompressed, but FileHash %s FileSize %d differ from the NAR's %s %d", p, ni.FileHash, ni.FileSize, ni.NarHash, ni.NarSize)
+				}
+				// Download checks NarHash and NarSize (and, with
+				// VerifyFileHash, the file's) as it reads.
+				if n, err := cache.Download(ctx, ni, io.Discard); err != nil || uint64(n) != ni.NarSize {
+					t.Errorf("%s: download %d bytes, %v; NarSize %d", p, n, err, ni.NarSize)
+				}
+			}
+			if c.method != "zstd" { // TestPushFileCache substitutes a zstd cache
+				substitute(t, "file://"+dir, pk, roots, closure)
+			}
+		})
+	}
+	if code, _, errOut := runCLI(t, "push", "--to", "file:///x", "--no-sign", "--compression", "bzip2", "/nix/store/x"); code != exitUsage || !strings.Contains(errOut, "want zstd, xz or none") {
+		t.Errorf("--compression bzip2: exit %d\n%s", code, errOut)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"regexp"
@@ -57,7 +58,7 @@ func init() {
 			fs.IntVar(&opts.instance, "instance", 0, "the instance to run ({{mesos.instance}})")
 			fs.StringVar(&opts.job, "job", "", "CLUSTER/ROLE/ENV/NAME (or NAME): the job to run, when the file holds several")
 			fs.StringVar(&opts.nixInit, "nix-init", "", "run this program where a cmdline starts with "+defaultNixInit+
-				" (to try a job on a machine whose profile has no nix-init)")
+				" (default: that one if installed, else the nix-init beside nixaurora, else the one on PATH)")
 			fs.BoolVar(&opts.noHealthChecks, "no-health-checks", false, "run no health check: the task is RUNNING at once (for a quick try; the kill still uses the HTTP lifecycle)")
 			opts.expr.addFlags(fs)
 		},
@@ -89,10 +90,21 @@ func runRun(ctx context.Context, e *env, opts runOptions, args []string) error {
 		return err
 	}
 	if n := job.InstanceCount(); int64(opts.instance) >= n {
-		return usagef("--instance %d: job %s has %d instance(s), 0 to %d", opts.instance, job.Key(), n, n-1)
+		return usagef("--instance %d: job %s has %s, 0 to %d", opts.instance, job.Key(), count(n, "instance"), n-1)
 	}
-	if opts.nixInit != "" {
-		if job, err = withNixInit(job, opts.nixInit); err != nil {
+	nixInit := opts.nixInit
+	if nixInit == "" && usesDefaultNixInit(job) {
+		if _, err := os.Stat(profileNixInit); err != nil {
+			// A first try on a laptop: the profile has none, but nix-init is
+			// often installed with nixaurora, or on PATH.
+			if path, where := localNixInit(); path != "" {
+				fmt.Fprintf(e.stderr, "nixaurora run: %s is not installed here; using %s (%s)\n", profileNixInit, path, where)
+				nixInit = path
+			}
+		}
+	}
+	if nixInit != "" {
+		if job, err = withNixInit(job, nixInit); err != nil {
 			return err
 		}
 	}
@@ -180,6 +192,56 @@ func pickRunJob(jobs []aurora.Job, key string) (aurora.Job, error) {
 	return aurora.Job{}, usagef("--job %s names %d jobs: give CLUSTER/ROLE/ENV/NAME (%s)", key, len(found), strings.Join(keys, ", "))
 }
 
+// profileNixInit is where run looks for the default nix-init: a variable
+// so that tests can play a machine without one.
+var profileNixInit = defaultNixInit
+
+// executable and lookPath are os.Executable and exec.LookPath, variables
+// for the tests.
+var (
+	executable = os.Executable
+	lookPath   = exec.LookPath
+)
+
+// usesDefaultNixInit reports whether a cmdline of job calls the default
+// nix-init.
+func usesDefaultNixInit(job aurora.Job) bool {
+	if job.Task == nil {
+		return false
+	}
+	for _, p := range job.Task.Processes {
+		if p.Cmdline != nil && defaultNixInitWord.MatchString(*p.Cmdline) {
+			return true
+		}
+	}
+	return false
+}
+
+// localNixInit finds a nix-init for a machine whose profile has none: the
+// one installed beside nixaurora (scripts and packages install both in one
+// bin directory), else the first on PATH. It returns the path and where it
+// was found, or "" when there is none.
+func localNixInit() (path, where string) {
+	if exe, err := executable(); err == nil {
+		beside := filepath.Join(filepath.Dir(exe), "nix-init")
+		if isExecutableFile(beside) {
+			return beside, "installed beside nixaurora"
+		}
+	}
+	if p, err := lookPath("nix-init"); err == nil {
+		if abs, err := filepath.Abs(p); err == nil {
+			p = abs
+		}
+		return p, "from PATH"
+	}
+	return "", ""
+}
+
+func isExecutableFile(path string) bool {
+	fi, err := os.Stat(path)
+	return err == nil && fi.Mode().IsRegular() && fi.Mode().Perm()&0o111 != 0
+}
+
 // withNixInit returns a copy of job whose cmdlines that start with the
 // default nix-init start with path instead.
 func withNixInit(job aurora.Job, path string) (aurora.Job, error) {
@@ -232,9 +294,9 @@ func explainFailures(w io.Writer, res *thermos.Result) {
 			}
 		}
 		if last.ExitCode == 127 && strings.HasPrefix(p.Cmdline, defaultNixInit) {
-			if _, err := os.Stat(defaultNixInit); err != nil {
-				fmt.Fprintf(w, "hint: %s is not installed here; install nix-init in the default profile, "+
-					"or pass --nix-init PATH to use another one\n", defaultNixInit)
+			if _, err := os.Stat(profileNixInit); err != nil {
+				fmt.Fprintf(w, "hint: %s is not installed here, nor beside nixaurora or on PATH; install nix-init "+
+					"in the default profile, or pass --nix-init PATH to use another one\n", defaultNixInit)
 			}
 		}
 	}
@@ -417,7 +479,7 @@ func (v *statusView) line(s thermos.ProcessStatus) string {
 		out += "  " + shortDuration(s.Duration)
 	}
 	if n := v.failures[s.Process]; n > 0 {
-		out += fmt.Sprintf("  (%d failed run(s))", n)
+		out += fmt.Sprintf("  (%s)", count(int64(n), "failed run"))
 	}
 	if s.Message != "" {
 		out += "  " + s.Message

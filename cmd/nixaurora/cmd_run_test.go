@@ -3,7 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -13,6 +15,7 @@ import (
 	"github.com/nix-aurora/nix-aurora/aurora"
 	"github.com/nix-aurora/nix-aurora/executor"
 	"github.com/nix-aurora/nix-aurora/internal/testnix"
+	"github.com/nix-aurora/nix-aurora/thermos"
 )
 
 // The tests that run the CLI do not call t.Parallel: a command's options
@@ -118,7 +121,7 @@ func TestRunUsage(t *testing.T) {
 	}{
 		{[]string{"run", two}, exitUsage, "pick one with --job KEY: c/r/devel/a, c/r/devel/b"},
 		{[]string{"run", two, "--job", "nope"}, exitUsage, "no such job"},
-		{[]string{"run", two, "--job", "a", "--instance", "1"}, exitUsage, "has 1 instance(s)"},
+		{[]string{"run", two, "--job", "a", "--instance", "1"}, exitUsage, "has 1 instance, 0 to 0"},
 		{[]string{"run", two, "--job", "a", "--instance", "-1"}, exitUsage, "count from 0"},
 		{[]string{"run", two, "-A", "x"}, exitUsage, "for Nix expressions"},
 		{[]string{"run", two, two}, exitUsage, "one JOB"},
@@ -288,6 +291,7 @@ func TestRunHelloWorld(t *testing.T) {
 	if _, err := os.Stat(defaultNixInit); err == nil {
 		return
 	}
+	noLocalNixInit(t)
 	code, out, errOut = runCLI(t, "run", filepath.Join(root, "examples", "hello_world"), "--sandbox", filepath.Join(dir, "sandbox2"))
 	if code != exitFailure || !strings.Contains(errOut, "process nix_init failed (exit 127)") || !strings.Contains(errOut, "--nix-init") {
 		t.Errorf("without nix-init: exit %d\n%s%s", code, out, errOut)
@@ -367,4 +371,105 @@ func TestRunWebService(t *testing.T) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
 	}
+}
+
+// Counts in messages agree with their nouns: 1 failed run, 2 failed runs.
+func TestRunPluralMessages(t *testing.T) {
+	v := newStatusView(io.Discard, "c/r/devel/a", 0)
+	s := thermos.ProcessStatus{Process: "p", State: thermos.ProcessWaiting, Run: 1}
+	for n, want := range map[int]string{1: "(1 failed run)", 2: "(2 failed runs)"} {
+		v.failures["p"] = n
+		if l := v.line(s); !strings.Contains(l, want) {
+			t.Errorf("%d failures: %q lacks %q", n, l, want)
+		}
+	}
+	if code, _, errOut := runCLI(t, "diff", "old.json"); code != exitUsage || !strings.Contains(errOut, "got 1 argument\n") {
+		t.Errorf("diff with one argument: exit %d\n%s", code, errOut)
+	}
+}
+
+// noLocalNixInit plays a machine with no nix-init beside nixaurora or on PATH.
+func noLocalNixInit(t *testing.T) {
+	t.Helper()
+	dir := t.TempDir()
+	setLocalNixInit(t, filepath.Join(dir, "nixaurora"), "")
+}
+
+// setLocalNixInit makes exe nixaurora's path and onPath the nix-init found
+// on PATH ("" for none), until the test ends.
+func setLocalNixInit(t *testing.T, exe, onPath string) {
+	t.Helper()
+	oldExe, oldLook := executable, lookPath
+	t.Cleanup(func() { executable, lookPath = oldExe, oldLook })
+	executable = func() (string, error) { return exe, nil }
+	lookPath = func(string) (string, error) {
+		if onPath == "" {
+			return "", exec.ErrNotFound
+		}
+		return onPath, nil
+	}
+}
+
+// Where the profile has no nix-init, run uses the one beside nixaurora, then
+// the one on PATH, and says which; with none, the hint names --nix-init.
+func TestRunLocalNixInit(t *testing.T) {
+	old := profileNixInit
+	t.Cleanup(func() { profileNixInit = old })
+	dir := t.TempDir()
+	profileNixInit = filepath.Join(dir, "profile", "bin", "nix-init") // missing
+	job := filepath.Join(dir, "job.json")
+	os.WriteFile(job, []byte(`{"name": "a", "role": "r", "cluster": "c", "environment": "devel",
+		"task": {"processes": [{"name": "init", "cmdline": "`+defaultNixInit+` root=/nix/store/x"}],
+		         "resources": {"cpu": 1, "ram": 1048576, "disk": 1048576}}}`), 0o644)
+	standIn := func(where string) string {
+		p := filepath.Join(dir, where, "nix-init")
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		os.WriteFile(p, []byte("#!/bin/sh\necho \"nix-init "+where+" $*\"\n"), 0o755)
+		return p
+	}
+	beside, onPath := standIn("bin"), standIn("path")
+
+	cases := []struct {
+		name, exe, onPath string
+		code              int
+		uses, stdout      string
+	}{
+		{"beside", filepath.Join(dir, "bin", "nixaurora"), onPath, exitOK, beside + " (installed beside nixaurora)", "nix-init bin root=/nix/store/x\n"},
+		{"path", filepath.Join(dir, "nothing", "nixaurora"), onPath, exitOK, onPath + " (from PATH)", "nix-init path root=/nix/store/x\n"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			setLocalNixInit(t, c.exe, c.onPath)
+			sandbox := filepath.Join(dir, "sandbox-"+c.name)
+			code, out, errOut := runCLI(t, "run", job, "--sandbox", sandbox)
+			want := "nixaurora run: " + profileNixInit + " is not installed here; using " + c.uses + "\n"
+			if code != c.code || !strings.Contains(errOut, want) {
+				t.Fatalf("exit %d, stderr lacks %q:\n%s%s", code, want, out, errOut)
+			}
+			if got, _ := os.ReadFile(filepath.Join(sandbox, ".logs", "init", "0", "stdout")); string(got) != c.stdout {
+				t.Errorf("init's stdout %q, want %q", got, c.stdout)
+			}
+		})
+	}
+	t.Run("none", func(t *testing.T) {
+		if _, err := os.Stat(defaultNixInit); err == nil {
+			t.Skip(defaultNixInit + " is installed here")
+		}
+		noLocalNixInit(t)
+		code, out, errOut := runCLI(t, "run", job, "--sandbox", filepath.Join(dir, "sandbox-none"))
+		if code != exitFailure || strings.Contains(errOut, "using") || !strings.Contains(errOut, "pass --nix-init PATH") {
+			t.Errorf("exit %d\n%s%s", code, out, errOut)
+		}
+	})
+	t.Run("flag", func(t *testing.T) {
+		setLocalNixInit(t, filepath.Join(dir, "bin", "nixaurora"), onPath)
+		sandbox := filepath.Join(dir, "sandbox-flag")
+		code, out, errOut := runCLI(t, "run", job, "--nix-init", onPath, "--sandbox", sandbox)
+		if code != exitOK || strings.Contains(errOut, "not installed here") {
+			t.Errorf("--nix-init: exit %d\n%s%s", code, out, errOut)
+		}
+		if got, _ := os.ReadFile(filepath.Join(sandbox, ".logs", "init", "0", "stdout")); !strings.HasPrefix(string(got), "nix-init path") {
+			t.Errorf("--nix-init: init's stdout %q", got)
+		}
+	})
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"sort"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/pflag"
@@ -57,10 +58,38 @@ func mainUsage(w io.Writer) {
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		fmt.Fprintf(w, "  %-10s %s\n", n, commands[n].summary)
+		io.WriteString(w, wrap(fmt.Sprintf("  %-10s ", n), commands[n].summary, helpWidth))
 	}
 	fmt.Fprintf(w, "\nRun 'nixaurora COMMAND --help' for a command's flags.\n")
 	fmt.Fprintf(w, "\nExit codes: 0 success, 1 failure (build or validation), 2 usage error.\n")
+}
+
+// helpWidth is the width help text is wrapped to: a terminal's 80 columns
+// would break most flag descriptions, and 100 still reads in a log viewer.
+const helpWidth = 100
+
+// wrap reflows text (its line breaks are only where its source wrapped it)
+// into lines of at most width columns, the first after prefix and the
+// others indented as far, so that a description stays in its column. A
+// word longer than a line gets a line of its own.
+func wrap(prefix, text string, width int) string {
+	indent := strings.Repeat(" ", len(prefix))
+	var b strings.Builder
+	line := prefix
+	empty := true // no word on the line yet
+	for _, word := range strings.Fields(text) {
+		if !empty && len(line)+1+len(word) > width {
+			b.WriteString(line + "\n")
+			line, empty = indent, true
+		}
+		if !empty {
+			line += " "
+		}
+		line += word
+		empty = false
+	}
+	b.WriteString(line + "\n")
+	return b.String()
 }
 
 func main() {
@@ -79,6 +108,10 @@ func run(ctx context.Context, e *env, args []string) int {
 		}
 		return exitOK
 	}
+	if args[0] == "--version" {
+		fmt.Fprintln(e.stdout, versionLine())
+		return exitOK
+	}
 	c, ok := commands[args[0]]
 	if !ok {
 		fmt.Fprintf(e.stderr, "nixaurora: unknown command %q\n\n", args[0])
@@ -92,7 +125,10 @@ func run(ctx context.Context, e *env, args []string) int {
 		c.flags(fs)
 	}
 	fs.Usage = func() {
-		fmt.Fprintf(e.stderr, "Usage: nixaurora %s [FLAGS] %s\n\n%s\n\nFlags:\n%s", c.name, c.usage, c.summary, fs.FlagUsages())
+		fmt.Fprintf(e.stderr, "%s\n\n%s", strings.TrimSpace("Usage: nixaurora "+c.name+" [FLAGS] "+c.usage), wrap("", c.summary, helpWidth))
+		if fs.HasAvailableFlags() {
+			fmt.Fprintf(e.stderr, "\nFlags:\n%s", fs.FlagUsagesWrapped(helpWidth))
+		}
 		fmt.Fprintf(e.stderr, "\nExit codes: 0 success, 1 failure, 2 usage error.\n")
 	}
 	if err := fs.Parse(args[1:]); err != nil {

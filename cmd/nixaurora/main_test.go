@@ -5,9 +5,11 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 // repoRoot is the checkout's top directory, where the examples live.
@@ -92,4 +94,68 @@ func TestValidateHandWritten(t *testing.T) {
 func TestMain(m *testing.M) {
 	os.Setenv("NIX_CONFIG", "substituters =\n"+os.Getenv("NIX_CONFIG"))
 	os.Exit(m.Run())
+}
+
+// Help text fits in helpWidth columns, and a description that takes more
+// than one line goes on under its own column (a hanging indent).
+func TestHelpLayout(t *testing.T) {
+	checkWidth := func(what, text string) {
+		for _, l := range strings.Split(text, "\n") {
+			if n := utf8.RuneCountInString(l); n > helpWidth {
+				t.Errorf("%s: a line of %d columns:\n%s", what, n, l)
+			}
+		}
+	}
+	_, out, _ := runCLI(t, "--help")
+	checkWidth("--help", out)
+	block := strings.SplitN(strings.SplitN(out, "Commands:\n", 2)[1], "\n\n", 2)[0]
+	entry := regexp.MustCompile(`^  ([a-z]+) +\S`)
+	entries := 0
+	for _, l := range strings.Split(block, "\n") {
+		switch m := entry.FindStringSubmatchIndex(l); {
+		case m != nil:
+			entries++
+			if m[1]-1 != 13 {
+				t.Errorf("--help: the description of %q starts at column %d, want 13", l[m[2]:m[3]], m[1]-1)
+			}
+		case !strings.HasPrefix(l, strings.Repeat(" ", 13)) || l[13] == ' ':
+			t.Errorf("--help: a continuation line not under the descriptions' column:\n%q", l)
+		}
+	}
+	if entries != len(commands) {
+		t.Errorf("--help lists %d commands, want %d:\n%s", entries, len(commands), block)
+	}
+	for name := range commands {
+		code, _, errOut := runCLI(t, name, "--help")
+		if code != exitOK {
+			t.Errorf("%s --help: exit %d", name, code)
+		}
+		checkWidth(name+" --help", errOut)
+		flags := strings.SplitN(errOut, "Flags:\n", 2)
+		if len(flags) != 2 {
+			if commands[name].flags != nil {
+				t.Errorf("%s --help has no flags section:\n%s", name, errOut)
+			}
+			continue
+		}
+		for _, l := range strings.Split(strings.SplitN(flags[1], "\n\n", 2)[0], "\n") {
+			if l == "" || strings.HasPrefix(strings.TrimLeft(l, " "), "-") {
+				continue
+			}
+			if !strings.HasPrefix(l, strings.Repeat(" ", 20)) {
+				t.Errorf("%s --help: a flag's continuation line not under its description:\n%q", name, l)
+			}
+		}
+	}
+}
+
+func TestWrap(t *testing.T) {
+	got := wrap("  cmd  ", "one two\nthree four five", 18)
+	want := "  cmd  one two\n       three four\n       five\n"
+	if got != want {
+		t.Errorf("wrap: %q, want %q", got, want)
+	}
+	if got := wrap("", strings.Repeat("x", 30)+" y", 10); got != strings.Repeat("x", 30)+"\ny\n" {
+		t.Errorf("a long word: %q", got)
+	}
 }
