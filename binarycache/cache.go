@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/sync/semaphore"
 
+	"github.com/nix-aurora/nix-aurora/internal/human"
 	"github.com/nix-aurora/nix-aurora/store"
 )
 
@@ -624,7 +625,7 @@ func (cs Caches) Lookup(ctx context.Context, storePath string) (*NarInfo, *Cache
 	case len(failed) > 0:
 		err = failed[0]
 		if len(failed) > 1 {
-			err = fmt.Errorf("%w (and %d more caches failed)", failed[0], len(failed)-1)
+			err = fmt.Errorf("%w (and %s failed)", failed[0], human.Count(int64(len(failed)-1), "more cache", "more caches"))
 		}
 		return nil, nil, err
 	case len(invalid) > 0:

@@ -43,8 +43,8 @@ func substitute(ctx context.Context, s *Session, paths []string) error {
 			}
 			s.SetDownloadSizes(sizes)
 		}
-		s.Logf("fetching %d paths (%s to download, %s unpacked)",
-			len(m.WillSubstitute), human.Bytes(m.DownloadSize), human.Bytes(m.NarSize))
+		s.Logf("fetching %s (%s to download, %s unpacked)",
+			human.Count(int64(len(m.WillSubstitute)), "path", ""), human.Bytes(m.DownloadSize), human.Bytes(m.NarSize))
 	}
 	if err := s.Conn.BuildPaths(ctx, paths, store.BuildNormal); err != nil {
 		return fmt.Errorf("substitute %d paths: %w", len(paths), err)

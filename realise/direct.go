@@ -207,7 +207,7 @@ func (d *Direct) substituteShared(ctx context.Context, s *Session, cl *claims, p
 		}
 	}
 	if byOthers > 0 {
-		s.Logf("%d of the roots were realised by other nix-init runs of this node", byOthers)
+		s.Logf("%s realised by other nix-init runs of this node", human.Count(int64(byOthers), "root was", "roots were"))
 	}
 	return nil
 }
@@ -280,8 +280,8 @@ func (d *Direct) substituteNow(ctx context.Context, s *Session, paths []string) 
 		sizes[pp.Path] = downloadSize(pp.Info)
 	}
 	s.SetDownloadSizes(sizes)
-	logf("fetching %d paths (%s to download, %s unpacked) directly from %s",
-		len(plan.Paths), human.Bytes(plan.DownloadSize), human.Bytes(plan.NarSize), strings.Join(cacheURLs(caches), ", "))
+	logf("fetching %s (%s to download, %s unpacked) directly from %s",
+		human.Count(int64(len(plan.Paths)), "path", ""), human.Bytes(plan.DownloadSize), human.Bytes(plan.NarSize), strings.Join(cacheURLs(caches), ", "))
 	return d.fetch(ctx, s, plan, logf)
 }
 

@@ -6,6 +6,7 @@ import (
 	"sync"
 
 	"github.com/nix-aurora/nix-aurora/binarycache"
+	"github.com/nix-aurora/nix-aurora/internal/human"
 )
 
 // transientFailures collects the transient download failures of a fetch,
@@ -48,5 +49,5 @@ func (t *transientFailures) err() error {
 	case t.n == 1:
 		return t.first
 	}
-	return fmt.Errorf("%w (and %d more downloads failed)", t.first, t.n-1)
+	return fmt.Errorf("%w (and %s failed)", t.first, human.Count(int64(t.n-1), "more download", "more downloads"))
 }

@@ -251,7 +251,7 @@ func (f *fetcher) awaitOthers(ctx context.Context, others []*pathJob, fetch func
 		}
 	}
 	if n := f.byOthers.Load(); n > 0 {
-		f.logf("%d paths were fetched by other nix-init runs of this node", n)
+		f.logf("%s fetched by other nix-init runs of this node", human.Count(int64(n), "path was", "paths were"))
 	}
 	return nil
 }

@@ -147,7 +147,7 @@ func (d *Direct) removeUnregistered(ctx context.Context, s *Session, jobs []*loc
 	ls := d.Local
 	nowValid, err := s.Conn.QueryValidPaths(ctx, jobPaths(jobs), false)
 	if err != nil {
-		logf("keeping the files of %d paths whose registration failed in %s: cannot tell whether they are valid (%v); the next run removes those that are not", len(jobs), ls.Dir, err)
+		logf("keeping the files of %s whose registration failed in %s: cannot tell whether they are valid (%v); the next run removes those that are not", human.Count(int64(len(jobs)), "path", ""), ls.Dir, err)
 	}
 	isValid := pathSet(nowValid)
 	for _, j := range jobs {
@@ -333,10 +333,10 @@ func (d *Direct) register(ctx context.Context, s *Session, reg *localstore.Regis
 		}
 	}
 	if err := s.Conn.AddSignatures(ctx, sigs); err != nil {
-		s.Logf("warning: cannot record the caches' signatures of %d paths: %v", len(sigs), err)
+		s.Logf("warning: cannot record the caches' signatures of %s: %v", human.Count(int64(len(sigs)), "path", ""), err)
 	}
 	if s.Config.Verbose {
-		s.Logf("registered %d paths in %s in %.3fs", len(regs), d.Local.Dir, time.Since(start).Seconds())
+		s.Logf("registered %s in %s in %.3fs", human.Count(int64(len(regs)), "path", ""), d.Local.Dir, time.Since(start).Seconds())
 	}
 	return nil
 }

@@ -115,12 +115,9 @@ func runRealise(ctx context.Context, e *env, args []string) int {
 		return fail(e, err)
 	}
 	if len(rep.Substituted) > 0 || so.verbose {
-		retries := "retries"
-		if rep.Retries == 1 {
-			retries = "retry"
-		}
-		logf("%d roots in %s: fetched %d paths (%s) in %.2fs, %d %s",
-			len(rep.Roots), so.gcRootDir, len(rep.Substituted), human.Bytes(rep.DownloadBytes), rep.Seconds, rep.Retries, retries)
+		logf("%s in %s: fetched %s (%s) in %.2fs, %s",
+			human.Count(int64(len(rep.Roots)), "root", ""), so.gcRootDir, human.Count(int64(len(rep.Substituted)), "path", ""),
+			human.Bytes(rep.DownloadBytes), rep.Seconds, human.Count(int64(rep.Retries), "retry", "retries"))
 	}
 	return exitOK
 }

@@ -131,8 +131,8 @@ func pathState(ctx context.Context, conn *store.Conn, p string, valid bool) stri
 	case len(m.Unknown) > 0:
 		return "missing, no substituter has it"
 	default:
-		return fmt.Sprintf("missing, %d paths to fetch: %s download, %s unpacked",
-			len(m.WillSubstitute), human.Bytes(m.DownloadSize), human.Bytes(m.NarSize))
+		return fmt.Sprintf("missing, %s to fetch: %s download, %s unpacked",
+			human.Count(int64(len(m.WillSubstitute)), "path", ""), human.Bytes(m.DownloadSize), human.Bytes(m.NarSize))
 	}
 }
 

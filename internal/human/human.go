@@ -16,3 +16,15 @@ func Bytes(n uint64) string {
 	}
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
+
+// Count is n with the noun in the number that goes with it: "1 root",
+// "2 roots". plural is the noun's plural ("" adds an s).
+func Count(n int64, noun, plural string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	if plural == "" {
+		plural = noun + "s"
+	}
+	return fmt.Sprintf("%d %s", n, plural)
+}

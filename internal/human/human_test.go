@@ -9,3 +9,21 @@ func TestBytes(t *testing.T) {
 		}
 	}
 }
+
+func TestCount(t *testing.T) {
+	for _, c := range []struct {
+		n            int64
+		noun, plural string
+		want         string
+	}{
+		{0, "root", "", "0 roots"},
+		{1, "root", "", "1 root"},
+		{2, "root", "", "2 roots"},
+		{1, "retry", "retries", "1 retry"},
+		{3, "retry", "retries", "3 retries"},
+	} {
+		if got := Count(c.n, c.noun, c.plural); got != c.want {
+			t.Errorf("Count(%d, %q, %q) = %q, want %q", c.n, c.noun, c.plural, got, c.want)
+		}
+	}
+}
