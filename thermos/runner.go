@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/nix-aurora/nix-aurora/aurora"
+	"github.com/nix-aurora/nix-aurora/internal/human"
 )
 
 // Options says where and how the task instance runs.
@@ -553,7 +554,7 @@ func (r *runner) reasons() []string {
 			default:
 				msg += fmt.Sprintf(" (exit %d)", last.ExitCode)
 			}
-			msg += fmt.Sprintf(" after %d run(s)", n)
+			msg += " after " + human.Count(int64(n), "run", "")
 		}
 		out = append(out, msg)
 	}

@@ -502,7 +502,7 @@ func TestFailedInitBlocksSuccessors(t *testing.T) {
 				"constraints": [{"order": ["nix_init", "web"]}, {"order": ["nix_init", "worker"]}]}`)
 			res, dir, err := runTask(t, context.Background(), j, Options{})
 			te := mustEnd(t, res, err, TaskFailed)
-			for _, want := range []string{"process nix_init failed (exit 3) after 1 run(s)", "process web never ran: it follows nix_init"} {
+			for _, want := range []string{"process nix_init failed (exit 3) after 1 run", "process web never ran: it follows nix_init"} {
 				if !strings.Contains(te.Error(), want) {
 					t.Errorf("error %q does not say %q", te, want)
 				}

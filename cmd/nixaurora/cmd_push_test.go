@@ -2,12 +2,18 @@ package main
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/hex"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"io/fs"
+	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -767,4 +773,55 @@ func TestPushCompression(t *testing.T) {
 	if code, _, errOut := runCLI(t, "push", "--to", "file:///x", "--no-sign", "--compression", "bzip2", "/nix/store/x"); code != exitUsage || !strings.Contains(errOut, "want zstd, xz or none") {
 		t.Errorf("--compression bzip2: exit %d\n%s", code, errOut)
 	}
+}
+
+// An https cache whose certificate an internal CA signed: push trusts what
+// nix.conf's ssl-cert-file names, as Nix does, and a bundle that did not
+// sign the server's certificate fails, naming the setting and the file.
+func TestPushHTTPSInternalCA(t *testing.T) {
+	testnix.Require(t)
+	sk, pk := pushKey(t)
+	link, _, roots, closure := builtJob(t)
+	cache := testnode.NewCache(t, testnode.CacheOptions{Writable: true})
+	target, _ := url.Parse(cache.URL)
+	front := httptest.NewTLSServer(httputil.NewSingleHostReverseProxy(target))
+	t.Cleanup(front.Close)
+	dir := t.TempDir()
+	ca := filepath.Join(dir, "ca.pem")
+	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: front.Certificate().Raw}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// Another CA, made here (every httptest server shares one certificate).
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "another internal CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrong := filepath.Join(dir, "other-ca.pem")
+	os.WriteFile(wrong, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
+
+	conf := os.Getenv("NIX_CONFIG")
+	t.Setenv("NIX_SSL_CERT_FILE", "")
+	t.Setenv("SSL_CERT_FILE", "")
+	t.Setenv("NIX_CONFIG", conf+"\nssl-cert-file = "+wrong)
+	code, _, errOut := runCLI(t, "push", "--to", front.URL, "--secret-key", sk, link)
+	if code != exitFailure || !strings.Contains(errOut, "ssl-cert-file") || !strings.Contains(errOut, wrong) {
+		t.Fatalf("push with a CA that did not sign the cache's certificate: exit %d\n%s", code, errOut)
+	}
+
+	t.Setenv("NIX_CONFIG", conf+"\nssl-cert-file = "+ca)
+	code, _, errOut = runCLI(t, "push", "--to", front.URL, "--secret-key", sk, link)
+	if code != exitOK {
+		t.Fatalf("push over https with the internal CA: exit %d\n%s", code, errOut)
+	}
+	if got := cachedPaths(t, cache.Dir); !slices.Equal(got, closure) {
+		t.Errorf("cache has %q\nwant %q", got, closure)
+	}
+	substitute(t, cache.URL, pk, roots, closure)
 }

@@ -242,3 +242,19 @@ func TestIsFlakeRef(t *testing.T) {
 		}
 	}
 }
+
+// TestRunFlakeJob: run takes a flake reference as build does, and runs the
+// job it names.
+func TestRunFlakeJob(t *testing.T) {
+	testnix.Require(t)
+	_, _, jobs := flakes(t)
+	dir := t.TempDir()
+	standIn := filepath.Join(dir, "nix-init")
+	os.WriteFile(standIn, []byte("#!/bin/sh\necho \"stand-in nix-init $*\"\n"), 0o755)
+	code, out, errOut := runCLI(t, "run", "path:"+jobs+"#jobs.hello", "--sandbox", filepath.Join(dir, "sandbox"),
+		"--nix-init", standIn, "--no-health-checks")
+	if code != exitOK || !strings.Contains(out, "devcluster/www-data/devel/flake_hello") || !strings.Contains(out, "task SUCCESS") &&
+		!strings.Contains(out, ": SUCCESS after") {
+		t.Fatalf("run of a flake output: exit %d\n%s%s", code, out, errOut)
+	}
+}
