@@ -134,7 +134,12 @@ func TestFlakeShow(t *testing.T) {
 		Lib      map[string]any                          `json:"lib"`
 		Packages map[string]map[string]map[string]string `json:"packages"`
 	}
-	out := nixFlakes(t, "flake", "show", "--json", "--override-input", "nixpkgs", "path:"+stub, "path:"+lib)
+	args := []string{"flake", "show", "--json", "--override-input", "nixpkgs", "path:" + stub, "path:" + lib}
+	if testnix.AtLeast(t, 2, 14) {
+		// From 2.14 on, other systems' outputs are shown only when asked.
+		args = append(args, "--all-systems")
+	}
+	out := nixFlakes(t, args...)
 	if err := json.Unmarshal(out, &show); err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
