@@ -16,7 +16,7 @@ import (
 type importOptions struct {
 	out     string
 	force   bool
-	library string
+	libPath string
 }
 
 func init() {
@@ -32,7 +32,7 @@ func init() {
 		flags: func(fs *pflag.FlagSet) {
 			fs.StringVarP(&opts.out, "output", "o", "", "write the expression to FILE instead of stdout")
 			fs.BoolVar(&opts.force, "force", false, "overwrite the -o FILE if it exists")
-			fs.StringVar(&opts.library, "library", nixgen.DefaultLibrary,
+			fs.StringVar(&opts.libPath, "library", nixgen.DefaultLibrary,
 				"the job library's path as the generated file imports it: relative to that file, absolute, or <NAME/PATH> (NIX_PATH)")
 		},
 		run: func(ctx context.Context, e *env, args []string) error { return runImport(ctx, e, opts, args) },
@@ -60,7 +60,7 @@ func runImport(_ context.Context, e *env, opts importOptions, args []string) err
 	if err != nil {
 		return fmt.Errorf("import: %s: %w", source, err)
 	}
-	nix, err := nixgen.Generate(doc.Jobs, nixgen.Options{Library: opts.library, Source: source})
+	nix, err := nixgen.Generate(doc.Jobs, nixgen.Options{Library: opts.libPath, Source: source})
 	if err != nil {
 		return fmt.Errorf("import: %s: %w", source, err)
 	}
