@@ -1,18 +1,12 @@
 package binarycache
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
 	"io"
 	"io/fs"
 	"log"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -22,78 +16,20 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/nix-aurora/nix-aurora/internal/testca"
 )
-
-// testCA is a certificate authority made for one test, and its bundle.
-type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	File string // the CA certificate, PEM
-}
-
-func newTestCA(t testing.TB, name string) *testCA {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: name},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	file := filepath.Join(t.TempDir(), name+".pem")
-	if err := os.WriteFile(file, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return &testCA{cert: cert, key: key, File: file}
-}
-
-// serverCert is a certificate for 127.0.0.1 signed by the CA.
-func (ca *testCA) serverCert(t testing.TB) tls.Certificate {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2),
-		Subject:      pkix.Name{CommonName: "127.0.0.1"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
-}
 
 // newTLSServer is newServer over https on 127.0.0.1 with a certificate
 // signed by ca; hellos counts the TLS handshakes begun.
-func newTLSServer(t testing.TB, dir string, ca *testCA) (s *testServer, hellos *atomic.Int32) {
+func newTLSServer(t testing.TB, dir string, ca *testca.CA) (s *testServer, hellos *atomic.Int32) {
 	t.Helper()
 	s = &testServer{dir: dir, counts: map[string]int{}}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	cert := ca.serverCert(t)
+	cert := ca.ServerCert(t)
 	hellos = new(atomic.Int32)
 	s.Server = &httptest.Server{
 		Listener: ln,
@@ -139,7 +75,7 @@ func tlsOpts(t testing.TB, file string) Options {
 // setting, after one handshake (no retries).
 func TestTLSCacheOpen(t *testing.T) {
 	t.Parallel()
-	good, other := newTestCA(t, "internal-ca"), newTestCA(t, "other-ca")
+	good, other := testca.New(t, "", "internal-ca"), testca.New(t, "", "other-ca")
 	srv, hellos := newTLSServer(t, cacheInfoDir(t), good)
 
 	c, err := Open(ctxT(t), srv.URL, tlsOpts(t, good.File))
@@ -180,7 +116,7 @@ func TestTLSCacheOpen(t *testing.T) {
 func TestLoadCA(t *testing.T) {
 	t.Parallel()
 	d := t.TempDir()
-	good := newTestCA(t, "ca")
+	good := testca.New(t, "", "ca")
 	pemOf := func(typ string, b []byte) string { return string(pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: b})) }
 	goodPEM, err := os.ReadFile(good.File)
 	if err != nil {
@@ -189,7 +125,7 @@ func TestLoadCA(t *testing.T) {
 	files := map[string]string{
 		"empty.pem":    "",
 		"text.pem":     "this is not PEM\n",
-		"der.crt":      string(good.cert.Raw),
+		"der.crt":      string(good.DER()),
 		"key-only.pem": pemOf("PRIVATE KEY", []byte("x")),
 		"garbage.pem":  pemOf("CERTIFICATE", []byte("not DER")),
 		"bundle.pem":   "# a comment\n" + pemOf("CERTIFICATE", []byte("not DER")) + string(goodPEM) + pemOf("X509 CRL", []byte("x")),
@@ -240,7 +176,7 @@ func TestLoadCA(t *testing.T) {
 // CA, and uploaded to one.
 func TestTLSFetchAndUpload(t *testing.T) {
 	f := getFixture(t)
-	ca := newTestCA(t, "internal-ca")
+	ca := testca.New(t, "", "internal-ca")
 	ctx := ctxT(t)
 
 	srv, _ := newTLSServer(t, f.Caches["zstd"], ca)

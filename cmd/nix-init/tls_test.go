@@ -1,17 +1,9 @@
 package main
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"io"
 	"log"
-	"math/big"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -20,51 +12,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nix-aurora/nix-aurora/internal/testca"
 	"github.com/nix-aurora/nix-aurora/internal/testnix"
 	"github.com/nix-aurora/nix-aurora/internal/testnode"
 )
-
-// tlsCA makes a CA, writes its certificate to dir/name.pem, and returns a
-// certificate for 127.0.0.1 it signed.
-func tlsCA(t *testing.T, dir, name string) (file string, server tls.Certificate) {
-	t.Helper()
-	mk := func(tmpl, parent *x509.Certificate, signer *ecdsa.PrivateKey) (*ecdsa.PrivateKey, []byte) {
-		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if signer == nil {
-			signer, parent = key, tmpl
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, signer)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return key, der
-	}
-	now := time.Now()
-	caTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
-		KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true, IsCA: true,
-	}
-	caKey, caDER := mk(caTmpl, nil, nil)
-	caCert, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, der := mk(&x509.Certificate{
-		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "127.0.0.1"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
-	}, caCert, caKey)
-	file = filepath.Join(dir, name+".pem")
-	if err := os.WriteFile(file, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return file, tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
-}
 
 // TestTLSInternalCA realises a closure from an https cache whose
 // certificate an internal CA signed, the CA named by ssl-cert-file in
@@ -88,8 +39,9 @@ func TestTLSInternalCA(t *testing.T) {
 	if err := os.Chmod(caDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	good, cert := tlsCA(t, caDir, "internal-ca")
-	other, _ := tlsCA(t, caDir, "other-ca")
+	internal := testca.New(t, caDir, "internal-ca")
+	good, cert := internal.File, internal.ServerCert(t)
+	other := testca.New(t, caDir, "other-ca").File
 	notPEM := filepath.Join(caDir, "not-pem.crt")
 	if err := os.WriteFile(notPEM, []byte("not a certificate\n"), 0o644); err != nil {
 		t.Fatal(err)

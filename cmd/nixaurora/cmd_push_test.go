@@ -2,18 +2,13 @@ package main
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/hex"
 	"encoding/pem"
 	"fmt"
 	"io"
 	"io/fs"
-	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -29,6 +24,7 @@ import (
 
 	"github.com/nix-aurora/nix-aurora/aurora"
 	"github.com/nix-aurora/nix-aurora/binarycache"
+	"github.com/nix-aurora/nix-aurora/internal/testca"
 	"github.com/nix-aurora/nix-aurora/internal/testnix"
 	"github.com/nix-aurora/nix-aurora/internal/testnode"
 	"github.com/nix-community/go-nix/pkg/nixbase32"
@@ -791,20 +787,8 @@ func TestPushHTTPSInternalCA(t *testing.T) {
 	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: front.Certificate().Raw}), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	// Another CA, made here (every httptest server shares one certificate).
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "another internal CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	wrong := filepath.Join(dir, "other-ca.pem")
-	os.WriteFile(wrong, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
+	// Another CA (every httptest server shares one certificate).
+	wrong := testca.New(t, dir, "other-ca").File
 
 	conf := os.Getenv("NIX_CONFIG")
 	t.Setenv("NIX_SSL_CERT_FILE", "")
