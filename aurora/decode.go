@@ -22,6 +22,10 @@ type Document struct {
 	List bool
 	// warnings are the parser's: values Aurora's client coerces.
 	warnings []Problem
+	// checked are Validate's validators, one per job, kept so that
+	// Warnings and ValidateScheduler need not analyse the jobs again (the
+	// analysis is most of the time of a large job).
+	checked []*validator
 }
 
 // Parse decodes a document strictly, as Aurora's client loads it: a

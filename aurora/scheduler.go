@@ -49,14 +49,14 @@ var tiers = map[string]bool{"preferred": true, "preemptible": false, "revocable"
 // The scheduler sees only what the client sent: run it on a job that passed
 // Validate.
 func (j Job) ValidateScheduler() error {
-	return newError(ErrScheduler, schedulerProblems(&j, ""))
+	return newError(ErrScheduler, schedulerProblems(&j, "", analyze(&j, "")))
 }
 
 // ValidateScheduler checks every job of the document as Job.ValidateScheduler.
 func (d *Document) ValidateScheduler() error {
 	var all []Problem
 	for i := range d.Jobs {
-		all = append(all, schedulerProblems(&d.Jobs[i], d.prefix(i))...)
+		all = append(all, schedulerProblems(&d.Jobs[i], d.prefix(i), d.analysis(i))...)
 	}
 	return newError(ErrScheduler, all)
 }
@@ -116,8 +116,8 @@ func (s *scheduler) at(rel string) string {
 	return join(s.prefix, rel)
 }
 
-func schedulerProblems(j *Job, prefix string) []Problem {
-	s := &scheduler{j: j, a: analyze(j, prefix), prefix: prefix}
+func schedulerProblems(j *Job, prefix string, a *analysis) []Problem {
+	s := &scheduler{j: j, a: a, prefix: prefix}
 	s.instances()
 	s.jobKey()
 	s.tier()

@@ -18,8 +18,7 @@ import (
 // paths relative to the job and Aurora's own messages. Rules of the
 // scheduler are in ValidateScheduler.
 func (j Job) Validate() error {
-	ps, _ := validateJob(&j, "")
-	return newError(ErrClient, ps)
+	return newError(ErrClient, newValidator(&j, "").ps.list)
 }
 
 // Validate checks every job of the document as Job.Validate does, with
@@ -27,10 +26,13 @@ func (j Job) Validate() error {
 func (d *Document) Validate() error {
 	var all []Problem
 	keys := map[string]int{}
+	d.checked = make([]*validator, len(d.Jobs))
 	for i := range d.Jobs {
 		prefix := d.prefix(i)
-		ps, key := validateJob(&d.Jobs[i], prefix)
-		all = append(all, ps...)
+		v := newValidator(&d.Jobs[i], prefix)
+		d.checked[i] = v
+		key := v.a.key()
+		all = append(all, v.ps.list...)
 		if first, dup := keys[key]; dup && d.List {
 			all = append(all, Problem{Path: prefix, Message: fmt.Sprintf(
 				"Multiple jobs match, please disambiguate by specifying a job key. (%s is also jobs[%d])", key, first)})
@@ -49,9 +51,33 @@ func (d *Document) Validate() error {
 func (d *Document) Warnings() []Problem {
 	ws := append([]Problem(nil), d.warnings...)
 	for i := range d.Jobs {
-		ws = append(ws, newValidator(&d.Jobs[i], d.prefix(i)).warn.list...)
+		ws = append(ws, d.validator(i).warn.list...)
 	}
 	return ws
+}
+
+// validator is job i's validator: Validate's, or a new one when Validate
+// has not run (or the jobs have changed in number since).
+func (d *Document) validator(i int) *validator {
+	if v := d.validated(i); v != nil {
+		return v
+	}
+	return newValidator(&d.Jobs[i], d.prefix(i))
+}
+
+// analysis is job i's analysis: Validate's, or a new one.
+func (d *Document) analysis(i int) *analysis {
+	if v := d.validated(i); v != nil {
+		return v.a
+	}
+	return analyze(&d.Jobs[i], d.prefix(i))
+}
+
+func (d *Document) validated(i int) *validator {
+	if len(d.checked) == len(d.Jobs) && d.checked[i].j == &d.Jobs[i] {
+		return d.checked[i]
+	}
+	return nil
 }
 
 // Warnings is Document.Warnings for one job, without the parser's.
@@ -89,11 +115,6 @@ type validator struct {
 
 // validateJob returns the job's problems and its key (Job.Key, from the
 // analysis validation made anyway).
-func validateJob(j *Job, prefix string) ([]Problem, string) {
-	v := newValidator(j, prefix)
-	return v.ps.list, v.a.key()
-}
-
 func newValidator(j *Job, prefix string) *validator {
 	a := analyze(j, prefix)
 	nodes := 0
