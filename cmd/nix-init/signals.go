@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/nix-aurora/nix-aurora/internal/human"
 )
 
 // Stopping: Thermos stops a task with SIGTERM and, after a grace, SIGKILL;
@@ -70,20 +72,13 @@ func handleSignals(w io.Writer) (context.Context, func() syscall.Signal) {
 		}
 		wait(childGrace)
 		if n := killChildren(); n > 0 {
-			log.printf("killed %d child %s still running %s after %s", n, plural(n, "process", "processes"), childGrace, signalName(sig))
+			log.printf("killed %s still running %s after %s", human.Count(int64(n), "child process", "child processes"), childGrace, signalName(sig))
 		}
 		wait(stopGrace - childGrace)
 		log.printf("still cleaning up %s after %s: exiting", stopGrace, signalName(sig))
 		os.Exit(code)
 	}()
 	return ctx, func() syscall.Signal { return syscall.Signal(got.Load()) }
-}
-
-func plural(n int, one, many string) string {
-	if n == 1 {
-		return one
-	}
-	return many
 }
 
 // killChildren SIGKILLs this process's children (a child nix-daemon

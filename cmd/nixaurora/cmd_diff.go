@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/nix-aurora/nix-aurora/aurora"
+	"github.com/nix-aurora/nix-aurora/internal/human"
 	"github.com/nix-aurora/nix-aurora/jobdiff"
 )
 
@@ -35,7 +36,7 @@ func init() {
 
 func runDiff(ctx context.Context, e *env, opts diffOptions, args []string) error {
 	if len(args) != 2 {
-		return usagef("diff takes OLD and NEW, got %s", count(int64(len(args)), "argument"))
+		return usagef("diff takes OLD and NEW, got %s", human.Count(int64(len(args)), "argument", ""))
 	}
 	if _, err := opts.expr.nixArgs(); err != nil {
 		return err

@@ -170,7 +170,7 @@ func runPush(ctx context.Context, e *env, opts pushOptions, args []string) error
 		return err
 	}
 	there := len(res.Skipped) + len(res.Signed)
-	summary := fmt.Sprintf("pushed %d %s to %s: %d uploaded", len(paths), plural(len(paths), "root", "roots"), up.URL(), len(res.Uploaded))
+	summary := fmt.Sprintf("pushed %s to %s: %d uploaded", human.Count(int64(len(paths)), "root", ""), up.URL(), len(res.Uploaded))
 	if len(res.Uploaded) > 0 {
 		summary += fmt.Sprintf(" (%s, NAR %s", human.Bytes(res.FileBytes), human.Bytes(narBytes))
 		if n := len(res.Replaced); n > 0 {
@@ -182,7 +182,7 @@ func runPush(ctx context.Context, e *env, opts pushOptions, args []string) error
 	if len(res.Signed) > 0 {
 		summary += fmt.Sprintf(" (%d newly signed)", len(res.Signed))
 	}
-	summary += fmt.Sprintf(", %d closure %s written", len(res.Indexes), plural(len(res.Indexes), "index", "indexes"))
+	summary += fmt.Sprintf(", %s written", human.Count(int64(len(res.Indexes)), "closure index", "closure indexes"))
 	if n := len(res.UnchangedIndexes); n > 0 {
 		summary += fmt.Sprintf(" (%d unchanged)", n)
 	}
@@ -208,13 +208,6 @@ func pushNetrc(file string) (*binarycache.Netrc, error) {
 		return nil, fmt.Errorf("%s: %w", flag, err)
 	}
 	return netrc, nil
-}
-
-func plural(n int, one, many string) string {
-	if n == 1 {
-		return one
-	}
-	return many
 }
 
 // pushRoots finds what one argument asks to push: a store path as it is,

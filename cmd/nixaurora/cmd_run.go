@@ -21,6 +21,7 @@ import (
 
 	"github.com/nix-aurora/nix-aurora/aurora"
 	"github.com/nix-aurora/nix-aurora/executor"
+	"github.com/nix-aurora/nix-aurora/internal/human"
 	"github.com/nix-aurora/nix-aurora/thermos"
 )
 
@@ -90,7 +91,7 @@ func runRun(ctx context.Context, e *env, opts runOptions, args []string) error {
 		return err
 	}
 	if n := job.InstanceCount(); int64(opts.instance) >= n {
-		return usagef("--instance %d: job %s has %s, 0 to %d", opts.instance, job.Key(), count(n, "instance"), n-1)
+		return usagef("--instance %d: job %s has %s, 0 to %d", opts.instance, job.Key(), human.Count(n, "instance", ""), n-1)
 	}
 	nixInit := opts.nixInit
 	if nixInit == "" && usesDefaultNixInit(job) {
@@ -479,7 +480,7 @@ func (v *statusView) line(s thermos.ProcessStatus) string {
 		out += "  " + shortDuration(s.Duration)
 	}
 	if n := v.failures[s.Process]; n > 0 {
-		out += fmt.Sprintf("  (%s)", count(int64(n), "failed run"))
+		out += fmt.Sprintf("  (%s)", human.Count(int64(n), "failed run", ""))
 	}
 	if s.Message != "" {
 		out += "  " + s.Message
@@ -557,9 +558,9 @@ func (v *statusView) HealthChanged(h executor.Health) {
 	case !h.Passed && h.Forgiven:
 		fmt.Fprintf(v.w, "%s health check failed (forgiven in the initial interval): %s\n", v.clock(), h.Reason)
 	case !h.Passed:
-		fmt.Fprintf(v.w, "%s health check failed (%s): %s\n", v.clock(), count(h.Failures, "failure"), h.Reason)
+		fmt.Fprintf(v.w, "%s health check failed (%s): %s\n", v.clock(), human.Count(h.Failures, "failure", ""), h.Reason)
 	case prev.State != h.State:
-		fmt.Fprintf(v.w, "%s health: %s after %s\n", v.clock(), h.State, count(int64(h.Checks), "check"))
+		fmt.Fprintf(v.w, "%s health: %s after %s\n", v.clock(), h.State, human.Count(int64(h.Checks), "check", ""))
 	}
 }
 
@@ -573,16 +574,11 @@ func healthText(h executor.Health) string {
 	case h.State == executor.HealthFailed:
 		return "FAILED"
 	case h.Failures > 0:
-		return count(h.Failures, "failure")
+		return human.Count(h.Failures, "failure", "")
 	case h.Snoozed:
 		return h.State.String() + " (snoozed)"
 	}
 	return h.State.String()
-}
-
-// count is "1 failure", "2 failures".
-func count(n int64, word string) string {
-	return fmt.Sprintf("%d %s", n, plural(int(n), word, word+"s"))
 }
 
 // Killing shows each step of the executor's kill.
