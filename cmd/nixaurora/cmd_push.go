@@ -103,14 +103,16 @@ func runPush(ctx context.Context, e *env, opts pushOptions, args []string) error
 			return fmt.Errorf("signing key: %w", err)
 		}
 	}
-	netrc, err := pushNetrc(opts.netrc)
+	// nix.conf is read once, and only if a setting is needed from it.
+	conf := sync.OnceValues(nixconf.Load)
+	netrc, err := pushNetrc(opts.netrc, conf)
 	if err != nil {
 		return err
 	}
 
 	// As `nix copy --to https://…` does: nix.conf's ssl-cert-file (else
 	// NIX_SSL_CERT_FILE, SSL_CERT_FILE, Nix's default bundle).
-	ca, err := pushCA(opts.to)
+	ca, err := pushCA(opts.to, conf)
 	if err != nil {
 		return err
 	}
@@ -194,10 +196,10 @@ func runPush(ctx context.Context, e *env, opts pushOptions, args []string) error
 // pushNetrc reads the credentials for the cache: file, or else nix.conf's
 // netrc-file, the one nix-init and Nix read, so that one file serves the
 // pushes and the nodes. A missing file means no credentials.
-func pushNetrc(file string) (*binarycache.Netrc, error) {
+func pushNetrc(file string, nixConf func() (*nixconf.Config, error)) (*binarycache.Netrc, error) {
 	flag := "--netrc"
 	if file == "" {
-		conf, err := nixconf.Load()
+		conf, err := nixConf()
 		if err != nil {
 			return nil, fmt.Errorf("read nix.conf for its netrc-file: %w", err)
 		}
@@ -412,11 +414,11 @@ func (p *storePool) NarFromPath(ctx context.Context, path string, w io.Writer) (
 
 // pushCA is the CA bundle an https cache is checked against (nil for
 // other caches: Nix reads the bundle only for https).
-func pushCA(to string) (*binarycache.CA, error) {
+func pushCA(to string, nixConf func() (*nixconf.Config, error)) (*binarycache.CA, error) {
 	if !strings.HasPrefix(strings.ToLower(to), "https://") {
 		return nil, nil
 	}
-	conf, err := nixconf.Load()
+	conf, err := nixConf()
 	if err != nil {
 		return nil, fmt.Errorf("read nix.conf: %w", err)
 	}

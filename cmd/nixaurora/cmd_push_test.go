@@ -27,6 +27,7 @@ import (
 	"github.com/nix-aurora/nix-aurora/internal/testca"
 	"github.com/nix-aurora/nix-aurora/internal/testnix"
 	"github.com/nix-aurora/nix-aurora/internal/testnode"
+	"github.com/nix-aurora/nix-aurora/nixconf"
 	"github.com/nix-community/go-nix/pkg/nixbase32"
 )
 
@@ -689,7 +690,7 @@ func TestPushNetrc(t *testing.T) {
 	os.WriteFile(flag, []byte("machine cache.example login flag password f\n"), 0o600)
 	t.Setenv("NIX_CONFIG", "netrc-file = "+conf)
 	for file, want := range map[string]string{"": "conf", flag: "flag"} {
-		n, err := pushNetrc(file)
+		n, err := pushNetrc(file, nixconf.Load)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -698,7 +699,7 @@ func TestPushNetrc(t *testing.T) {
 		}
 	}
 	t.Setenv("NIX_CONFIG", "netrc-file = "+filepath.Join(dir, "missing"))
-	if n, err := pushNetrc(""); err != nil {
+	if n, err := pushNetrc("", nixconf.Load); err != nil {
 		t.Errorf("missing netrc-file: %v", err)
 	} else if _, _, ok := n.Credentials("cache.example"); ok {
 		t.Errorf("missing netrc-file gave credentials")
@@ -706,7 +707,7 @@ func TestPushNetrc(t *testing.T) {
 	bad := filepath.Join(dir, "bad")
 	os.WriteFile(bad, []byte("machine\n"), 0o600)
 	t.Setenv("NIX_CONFIG", "netrc-file = "+bad)
-	if _, err := pushNetrc(""); err == nil || !strings.Contains(err.Error(), "nix.conf's netrc-file") {
+	if _, err := pushNetrc("", nixconf.Load); err == nil || !strings.Contains(err.Error(), "nix.conf's netrc-file") {
 		t.Errorf("bad netrc-file: %v", err)
 	}
 }
