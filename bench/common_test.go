@@ -12,50 +12,29 @@ import (
 	"time"
 )
 
-var (
-	buildOnce sync.Once
-	nixInit   string
-	buildErr  error
-)
-
-// nixInitBinary builds the static nix-init as it ships
-// (scripts/build-nix-init) into a directory every user can read.
-func nixInitBinary(b testing.TB) string {
-	b.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "bench-nix-init-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		os.Chmod(dir, 0o755)
-		nixInit = filepath.Join(dir, "nix-init")
-		_, file, _, _ := runtime.Caller(0)
-		cmd := exec.Command("bash", filepath.Join(filepath.Dir(file), "..", "scripts", "build-nix-init"), nixInit)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = &exec.ExitError{Stderr: out}
-		}
-	})
-	if buildErr != nil {
-		b.Fatalf("build nix-init: %v", buildErr)
-	}
-	return nixInit
+// builtDirs are sharedBuild's directories, removed by TestMain.
+var builtDirs struct {
+	sync.Mutex
+	list []string
 }
 
-// connFloorBinary builds bench/connfloor, static (CGO_ENABLED=0), into a
-// directory every user can read.
-var connFloorBinary = func() func(testing.TB) string {
+// sharedBuild builds a program once per test binary into a directory
+// every user can read (daemon-mode runs are nobody's): command makes the
+// build of the file out, run in the bench directory.
+func sharedBuild(name string, command func(out string) *exec.Cmd) func(testing.TB) string {
 	build := sync.OnceValues(func() (string, error) {
-		dir, err := os.MkdirTemp("", "bench-connfloor-")
+		dir, err := os.MkdirTemp("", "bench-"+name+"-")
 		if err != nil {
 			return "", err
 		}
+		builtDirs.Lock()
+		builtDirs.list = append(builtDirs.list, dir)
+		builtDirs.Unlock()
 		os.Chmod(dir, 0o755)
-		out := filepath.Join(dir, "connfloor")
+		out := filepath.Join(dir, name)
 		_, file, _, _ := runtime.Caller(0)
-		cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", out, "./connfloor")
+		cmd := command(out)
 		cmd.Dir = filepath.Dir(file)
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if msg, err := cmd.CombinedOutput(); err != nil {
 			return "", &exec.ExitError{Stderr: msg}
 		}
@@ -65,11 +44,23 @@ var connFloorBinary = func() func(testing.TB) string {
 		b.Helper()
 		out, err := build()
 		if err != nil {
-			b.Fatalf("build connfloor: %v", err)
+			b.Fatalf("build %s: %v", name, err)
 		}
 		return out
 	}
-}()
+}
+
+// nixInitBinary is the static nix-init as it ships (scripts/build-nix-init).
+var nixInitBinary = sharedBuild("nix-init", func(out string) *exec.Cmd {
+	return exec.Command("bash", filepath.Join("..", "scripts", "build-nix-init"), out)
+})
+
+// connFloorBinary is bench/connfloor, static (CGO_ENABLED=0).
+var connFloorBinary = sharedBuild("connfloor", func(out string) *exec.Cmd {
+	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", out, "./connfloor")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	return cmd
+})
 
 // sample is one timed run of a command.
 type sample struct {
@@ -104,11 +95,13 @@ func median(ds []time.Duration) time.Duration {
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
-// TestMain removes the nix-init binary built for the run.
+// TestMain removes the programs built for the run.
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if nixInit != "" {
-		os.RemoveAll(filepath.Dir(nixInit))
+	builtDirs.Lock()
+	for _, dir := range builtDirs.list {
+		os.RemoveAll(dir)
 	}
+	builtDirs.Unlock()
 	os.Exit(code)
 }
